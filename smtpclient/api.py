@@ -1,0 +1,89 @@
+"""``smtpclient.send``: one message, one connection, in one call."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterable, Sequence
+from email.message import Message
+
+from smtpclient.auth import Credentials, Password
+from smtpclient.body import BodySource
+from smtpclient.envelope import DSN
+from smtpclient.results import SendResult
+from smtpclient.session import Session
+from smtpclient.timeouts import Timeouts
+from smtpclient.tls import TLSMode
+
+__all__ = ["send"]
+
+
+def send(
+    message: Message | BodySource,
+    *,
+    host: str,
+    port: int = 587,
+    tls: TLSMode | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    credentials: Credentials | Callable[[], Credentials] | None = None,
+    timeouts: Timeouts | float | None = None,
+    local_hostname: str | None = None,
+    source_address: tuple[str, int] | None = None,
+    server_hostname: str | None = None,
+    sender: str | None = None,
+    recipients: str | Sequence[str] | None = None,
+    mail_options: Iterable[str] = (),
+    rcpt_options: Iterable[str] = (),
+    dsn: DSN | None = None,
+    allow_insecure_auth: bool = False,
+) -> SendResult:
+    """Connect to *host*, log in if credentials are given, send, and QUIT.
+
+    *message* is an ``email.message.Message`` (the envelope comes from its
+    headers unless *sender*/*recipients* are given) or raw content (bytes,
+    str, a binary file, an iterable of bytes) with *sender* and *recipients*.
+
+    Raises:
+        TypeError, ValueError: bad arguments; nothing was sent.
+        SMTPClientError: as ``Session.connect``, ``Session.login`` and
+            ``Session.sendmail`` raise them.
+    """
+    if (username is None) != (password is None):
+        raise ValueError("give both username and password, or neither")
+    if username is not None and credentials is not None:
+        raise ValueError("give username/password or credentials, not both")
+    if username is not None and password is not None:
+        credentials = Password(username, password)
+    with Session.connect(
+        host,
+        port,
+        tls=tls,
+        ssl_context=ssl_context,
+        server_hostname=server_hostname,
+        timeouts=timeouts,
+        local_hostname=local_hostname,
+        source_address=source_address,
+        allow_insecure_auth=allow_insecure_auth,
+    ) as session:
+        if credentials is not None:
+            session.authenticate(credentials)
+        if isinstance(message, Message):
+            return session.send_message(
+                message,
+                sender,
+                recipients,
+                mail_options=mail_options,
+                rcpt_options=rcpt_options,
+                dsn=dsn,
+            )
+        if sender is None or recipients is None:
+            raise ValueError("raw message data needs sender= and recipients=")
+        return session.sendmail(
+            sender,
+            recipients,
+            message,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+            dsn=dsn,
+        )

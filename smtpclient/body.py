@@ -1,0 +1,165 @@
+"""Message content sources: bytes/str, a seekable binary file, or a one-shot iterable.
+
+Bytes and seekable files are scanned before MAIL FROM (size for SIZE=, 8-bit
+for BODY=8BITMIME, line lengths) and can be sent again (the next MX, a
+retry).  An iterable is read once, while sending; its size and body type are
+what the caller declared, or are assumed conservatively.  Content is never
+joined in memory: files and iterables are read in blocks of ``BLOCK_SIZE``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, cast
+
+from smtpclient.protocol.data import BodyScanner
+
+__all__ = ["BLOCK_SIZE", "Body", "BodyInfo", "BodySource"]
+
+BLOCK_SIZE = 128 * 1024
+
+BodySource = bytes | bytearray | memoryview | str | BinaryIO | Iterable[bytes]
+
+
+@dataclass(frozen=True)
+class BodyInfo:
+    """What MAIL FROM has to declare about the content.
+
+    ``size`` is None when unknown (an iterable without a declared size);
+    ``eight_bit`` is None when unknown (an iterable without a declaration:
+    treated as 8-bit when the server offers 8BITMIME, and checked while
+    streaming when it does not); ``max_line`` is None when not measured.
+    """
+
+    size: int | None
+    eight_bit: bool | None
+    max_line: int | None
+
+
+class Body:
+    """One message's content, wherever it comes from.
+
+    Raises:
+        TypeError: *source* is none of the accepted kinds.
+    """
+
+    def __init__(
+        self,
+        source: BodySource,
+        *,
+        size: int | None = None,
+        eight_bit: bool | None = None,
+    ) -> None:
+        self._bytes: bytes | None = None
+        self._file: BinaryIO | None = None
+        self._iterable: Iterable[bytes] | None = None
+        self._start = 0
+        self._consumed = False
+        self._declared = BodyInfo(size, eight_bit, None)
+        self._info: BodyInfo | None = None
+        if isinstance(source, str):
+            self._bytes = source.encode("utf-8")
+        elif isinstance(source, (bytes, bytearray, memoryview)):
+            self._bytes = bytes(source)
+        elif _is_text_file(source):
+            raise TypeError("message files must be opened in binary mode ('rb')")
+        elif _is_seekable_binary(source):
+            self._file = cast(BinaryIO, source)
+            self._start = self._file.tell()
+        elif callable(getattr(source, "read", None)):
+            # A pipe or socket file: read it once, in blocks (not by lines).
+            reader = cast(BinaryIO, source)
+            self._iterable = iter(lambda: reader.read(BLOCK_SIZE), b"")
+        elif isinstance(source, Iterable):
+            self._iterable = source
+        else:
+            raise TypeError(
+                "message data must be bytes, str, a seekable binary file or an iterable of "
+                f"bytes, not {type(source).__name__}"
+            )
+
+    @property
+    def reusable(self) -> bool:
+        """True when the content can be sent more than once."""
+        return self._iterable is None
+
+    def info(self) -> BodyInfo:
+        """Scan the content (once) and return what MAIL FROM must declare.
+
+        For an iterable, nothing is read: the declared values are returned.
+        """
+        if self._info is not None:
+            return self._info
+        if self._iterable is not None:
+            self._info = self._declared
+            return self._info
+        scanner = BodyScanner()
+        for block in self._blocks():
+            scanner.feed(block)
+        declared = self._declared
+        self._info = BodyInfo(
+            declared.size if declared.size is not None else scanner.size,
+            scanner.eight_bit
+            if declared.eight_bit is None
+            else declared.eight_bit or scanner.eight_bit,
+            scanner.max_line,
+        )
+        return self._info
+
+    def blocks(self) -> Iterator[bytes]:
+        """Yield the content in blocks of at most ``BLOCK_SIZE`` bytes.
+
+        Raises:
+            RuntimeError: a one-shot iterable is read a second time.
+            TypeError: an iterable yields something other than bytes.
+        """
+        if self._iterable is not None:
+            if self._consumed:
+                raise RuntimeError("a one-shot message iterable cannot be sent twice")
+            self._consumed = True
+            return self._iterate()
+        return self._blocks()
+
+    def _blocks(self) -> Iterator[bytes]:
+        if self._bytes is not None:
+            data = self._bytes
+            if len(data) <= BLOCK_SIZE:
+                yield data
+                return
+            view = memoryview(data)
+            for offset in range(0, len(data), BLOCK_SIZE):
+                yield bytes(view[offset : offset + BLOCK_SIZE])
+            return
+        assert self._file is not None
+        self._file.seek(self._start)
+        while True:
+            block = self._file.read(BLOCK_SIZE)
+            if not block:
+                return
+            yield block
+
+    def _iterate(self) -> Iterator[bytes]:
+        assert self._iterable is not None
+        for piece in self._iterable:
+            if not isinstance(piece, (bytes, bytearray, memoryview)):
+                raise TypeError(f"message iterables must yield bytes, not {type(piece).__name__}")
+            data = bytes(piece)
+            # Re-cut oversized pieces so that no write exceeds one block.
+            for offset in range(0, len(data), BLOCK_SIZE):
+                yield data[offset : offset + BLOCK_SIZE]
+
+
+def _is_text_file(source: object) -> bool:
+    return isinstance(source, io.TextIOBase)
+
+
+def _is_seekable_binary(source: object) -> bool:
+    read = getattr(source, "read", None)
+    if read is None or isinstance(source, io.TextIOBase):
+        return False
+    try:
+        return bool(source.seekable())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False

@@ -1,0 +1,202 @@
+"""Everything decided before the first byte of a transaction is written.
+
+``build_plan`` checks the message against what the server offers and
+encodes every command, so that any refusal that does not need the server's
+opinion (a bad address, 8-bit data without 8BITMIME, a message over the
+SIZE limit, DSN without DSN) happens before MAIL FROM, with nothing sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smtpclient.body import Body, BodyInfo
+from smtpclient.envelope import Envelope, Recipient
+from smtpclient.errors import (
+    ExtensionNotSupported,
+    MessageContentError,
+    MessageTooLarge,
+    TLSRequiredError,
+)
+from smtpclient.protocol import commands
+from smtpclient.protocol.data import MAX_LINE_LENGTH, Framing
+from smtpclient.protocol.extensions import Extensions
+from smtpclient.tls import TLSInfo
+
+__all__ = ["Plan", "build_plan"]
+
+
+@dataclass
+class Plan:
+    """A message ready for the wire: encoded commands and how to frame the content.
+
+    ``check_eight_bit``/``check_lines`` ask the sender to watch a one-shot
+    body while streaming it, because it could not be scanned beforehand.
+    """
+
+    envelope: Envelope
+    body: Body
+    info: BodyInfo
+    mail_line: bytes
+    rcpt_lines: list[tuple[str, bytes]]
+    framing: Framing
+    check_eight_bit: bool = False
+    check_lines: bool = False
+
+    @property
+    def addresses(self) -> list[str]:
+        """The recipients' addresses, in order."""
+        return [address for address, _ in self.rcpt_lines]
+
+
+def _needs_utf8(envelope: Envelope) -> bool:
+    def local_part(address: str) -> str:
+        return address.rpartition("@")[0] if "@" in address else address
+
+    if envelope.smtputf8:
+        return True
+    addresses = [envelope.sender] + [r.address for r in envelope.recipients]
+    return any(not local_part(a).isascii() for a in addresses)
+
+
+def _has_dsn(envelope: Envelope) -> bool:
+    return not envelope.dsn.empty or any(
+        r.notify is not None or r.orcpt is not None for r in envelope.recipients
+    )
+
+
+def _merge(ours: dict[str, str | None], theirs: dict[str, str | None]) -> dict[str, str | None]:
+    """The caller's ESMTP parameters override ours (keywords compare case-insensitively)."""
+    merged = {k: v for k, v in ours.items() if k.upper() not in {t.upper() for t in theirs}}
+    merged.update(theirs)
+    return merged
+
+
+def _rcpt_params(recipient: Recipient, envelope: Envelope, dsn: bool) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    if dsn:
+        notify = recipient.notify or envelope.dsn.notify
+        if notify:
+            params["NOTIFY"] = ",".join(notify)
+        original = recipient.orcpt or (recipient.address if envelope.dsn.orcpt else None)
+        if original:
+            params["ORCPT"] = "rfc822;" + commands.xtext(original)
+    return _merge(params, dict(recipient.params))
+
+
+def build_plan(
+    envelope: Envelope,
+    body: Body,
+    extensions: Extensions,
+    tls: TLSInfo | None,
+    *,
+    use_chunking: bool = True,
+    binary: bool = False,
+) -> Plan:
+    """Check *envelope* and *body* against *extensions* and encode the commands.
+
+    Raises:
+        InvalidAddressError: a malformed address or parameter.
+        ExtensionNotSupported: SMTPUTF8, 8BITMIME, BINARYMIME, DSN or
+            REQUIRETLS is needed and not offered.
+        TLSRequiredError: REQUIRETLS without a verified TLS session.
+        MessageTooLarge: over the server's SIZE limit.
+        MessageContentError: a line over 998 octets.
+    """
+    ext = extensions
+    utf8_needed = _needs_utf8(envelope)
+    if utf8_needed and not ext.smtputf8:
+        raise ExtensionNotSupported(
+            "the message needs SMTPUTF8 (a non-ASCII address or header) and the server "
+            "does not offer it",
+            extension="SMTPUTF8",
+        )
+    info = body.info()
+    if binary:
+        if not (ext.chunking and ext.binarymime):
+            raise ExtensionNotSupported(
+                "binary=True needs the server's CHUNKING and BINARYMIME", extension="BINARYMIME"
+            )
+    elif info.max_line is not None and info.max_line > MAX_LINE_LENGTH:
+        raise MessageContentError(
+            f"the message has a line of {info.max_line} octets; RFC 5321 allows "
+            f"{MAX_LINE_LENGTH}: encode it (quoted-printable or base64), or use send_message() "
+            "which does so"
+        )
+    params: dict[str, str | None] = {}
+    check_eight_bit = False
+    if binary:
+        params["BODY"] = "BINARYMIME"
+    elif info.eight_bit:
+        if not ext.eightbitmime:
+            raise ExtensionNotSupported(
+                "the message has 8-bit bytes and the server does not offer 8BITMIME",
+                extension="8BITMIME",
+            )
+        params["BODY"] = "8BITMIME"
+    elif info.eight_bit is None:
+        # An undeclared one-shot body: assume 8-bit where that is allowed,
+        # and watch the stream where it is not.
+        if ext.eightbitmime:
+            params["BODY"] = "8BITMIME"
+        else:
+            check_eight_bit = True
+    limit = ext.max_size
+    if info.size is not None:
+        if limit is not None and info.size > limit:
+            raise MessageTooLarge(
+                f"the message is {info.size} octets; the server accepts at most {limit}"
+            )
+        if "SIZE" in ext:
+            params["SIZE"] = str(info.size)
+    # Non-ASCII domains alone go out as A-labels: more servers down the
+    # line can take them than can take SMTPUTF8.
+    use_utf8 = utf8_needed
+    if use_utf8:
+        params["SMTPUTF8"] = None
+    dsn = _has_dsn(envelope)
+    if dsn and not ext.dsn:
+        if envelope.dsn.required:
+            raise ExtensionNotSupported(
+                "DSN options were given and the server does not offer DSN "
+                "(pass DSN(..., required=False) to drop them instead)",
+                extension="DSN",
+            )
+        dsn = False
+    if dsn:
+        if envelope.dsn.ret:
+            params["RET"] = envelope.dsn.ret
+        if envelope.dsn.envid:
+            params["ENVID"] = commands.xtext(envelope.dsn.envid)
+    if envelope.requiretls:
+        if tls is None or not tls.verified:
+            raise TLSRequiredError("REQUIRETLS needs a verified TLS session (RFC 8689 §4.1)")
+        if not ext.requiretls:
+            raise ExtensionNotSupported(
+                "REQUIRETLS was asked for and the server does not offer it",
+                extension="REQUIRETLS",
+            )
+        params["REQUIRETLS"] = None
+    mail_line = commands.mail(
+        envelope.sender, _merge(params, dict(envelope.mail_params)), utf8=use_utf8
+    )
+    rcpt_lines = [
+        (r.address, commands.rcpt(r.address, _rcpt_params(r, envelope, dsn), utf8=use_utf8))
+        for r in envelope.recipients
+    ]
+    if binary:
+        framing = Framing.BINARY
+    elif use_chunking and ext.chunking:
+        framing = Framing.BDAT
+    else:
+        framing = Framing.DATA
+    return Plan(
+        envelope,
+        body,
+        info,
+        mail_line,
+        rcpt_lines,
+        framing,
+        check_eight_bit=check_eight_bit,
+        check_lines=info.max_line is None and not binary,
+    )

@@ -1,0 +1,149 @@
+"""Message content on the wire: line-ending normalisation, dot-stuffing, scanning.
+
+``DataEncoder`` is a streaming, stateful encoder: it is fed the message in
+chunks of any size and produces output that is identical whether the input
+came whole or a byte at a time.  RFC 5321 §2.3.8 forbids a client to send a
+bare CR or LF, so both become CRLF (the 2023 "SMTP smuggling" attacks use
+bare line ends around "."); for DATA, a line starting with "." gets a second
+one (§4.5.2) and ``finish()`` adds the single end marker CRLF "." CRLF.  BDAT
+(RFC 3030) content is normalised but not dot-stuffed; BINARYMIME content is
+passed through untouched.
+
+``BodyScanner`` measures what MAIL FROM must declare: the size (RFC 1870),
+whether there are 8-bit bytes (RFC 6152) and the longest line (RFC 5321
+§4.5.3.1.6 allows 998 octets plus CRLF).
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["MAX_LINE_LENGTH", "BodyScanner", "DataEncoder", "Framing"]
+
+MAX_LINE_LENGTH = 998  # octets, not counting CRLF (RFC 5321 §4.5.3.1.6)
+
+
+class Framing(enum.Enum):
+    """How content is framed on the wire."""
+
+    DATA = "data"  # dot-stuffed, CRLF.CRLF terminated
+    BDAT = "bdat"  # CRLF-normalised, length-framed
+    BINARY = "binary"  # BDAT with BODY=BINARYMIME: bytes as given
+
+
+class DataEncoder:
+    """Streaming encoder for message content; see the module docstring."""
+
+    __slots__ = ("_at_line_start", "_finished", "_pending_cr", "framing")
+
+    def __init__(self, framing: Framing = Framing.DATA) -> None:
+        self.framing = framing
+        self._pending_cr = False  # the last chunk ended in CR: CRLF or bare CR?
+        self._at_line_start = True
+        self._finished = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Encode the next piece of content; may return b"" while waiting for more."""
+        if self._finished:
+            raise RuntimeError("DataEncoder.feed() after finish()")
+        if self.framing is Framing.BINARY:
+            return bytes(chunk)
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+            self._pending_cr = False
+        if chunk.endswith(b"\r"):
+            # Hold it back: it is a line end either way, but which bytes
+            # follow decides whether the next chunk starts with its LF.
+            chunk = chunk[:-1]
+            self._pending_cr = True
+        if not chunk:
+            return b""
+        crlf = chunk.count(b"\r\n")
+        if crlf == chunk.count(b"\n") == chunk.count(b"\r"):
+            # Already canonical (the common case): only dots need care.
+            out = chunk
+            if self.framing is Framing.DATA:
+                out = out.replace(b"\r\n.", b"\r\n..")
+                if self._at_line_start and out[:1] == b".":
+                    out = b"." + out
+            self._at_line_start = out.endswith(b"\n")
+        else:
+            text = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if self.framing is Framing.DATA:
+                text = text.replace(b"\n.", b"\n..")
+                if self._at_line_start and text[:1] == b".":
+                    text = b"." + text
+            self._at_line_start = text.endswith(b"\n")
+            out = text.replace(b"\n", b"\r\n")
+        if self._pending_cr:
+            # The held CR is a line end: the next byte starts a line.
+            self._at_line_start = True
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        """Return the tail: a pending line end, a final CRLF if missing, and the
+        end marker for DATA."""
+        if self._finished:
+            raise RuntimeError("DataEncoder.finish() called twice")
+        self._finished = True
+        if self.framing is Framing.BINARY:
+            return b""
+        tail = b""
+        if self._pending_cr:
+            tail = b"\r\n"
+            self._pending_cr = False
+        elif not self._at_line_start:
+            tail = b"\r\n"
+        if self.framing is Framing.DATA:
+            tail += b".\r\n"
+        return tail
+
+
+class BodyScanner:
+    """Measure content as it would go on the wire (before dot-stuffing).
+
+    Attributes after ``feed``: ``size`` (octets with line ends as CRLF, the
+    figure SIZE= declares), ``eight_bit`` and ``max_line`` (longest line in
+    octets without its line end).
+    """
+
+    __slots__ = ("_line", "_pending_cr", "eight_bit", "max_line", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.eight_bit = False
+        self.max_line = 0
+        self._line = 0  # length of the unfinished last line
+        self._pending_cr = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Account for the next piece of content."""
+        if not chunk:
+            return
+        if not self.eight_bit and not chunk.isascii():
+            self.eight_bit = True
+        lf = chunk.count(b"\n")
+        cr = chunk.count(b"\r")
+        crlf = chunk.count(b"\r\n")
+        if self._pending_cr and chunk[:1] == b"\n":
+            crlf += 1
+            cr += 1  # the CR of the previous chunk is counted here, not there
+            self.size -= 1
+        # Every line end becomes two octets: bare LF and bare CR gain one.
+        self.size += len(chunk) + (lf - crlf) + (cr - crlf)
+        self._pending_cr = chunk.endswith(b"\r")
+        if lf == 0 and cr == 0:
+            self._line += len(chunk)
+            self.max_line = max(self.max_line, self._line)
+            return
+        lines = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        first = self._line + len(lines[0])
+        longest = max(first, max(map(len, lines[1:-1]), default=0))
+        self.max_line = max(self.max_line, longest)
+        self._line = len(lines[-1])
+        self.max_line = max(self.max_line, self._line)
+
+    @property
+    def long_lines(self) -> bool:
+        """True when a line exceeds RFC 5321's 998 octets."""
+        return self.max_line > MAX_LINE_LENGTH

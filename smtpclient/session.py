@@ -1,0 +1,769 @@
+"""One SMTP conversation: greeting, EHLO, STARTTLS, AUTH, then mail transactions.
+
+``Session.connect(...)`` returns a session that has read the greeting, said
+EHLO and, as the TLS mode asks, upgraded to TLS.  It is used by one thread at
+a time (a second thread gets ``SessionBusyError``, never interleaved bytes)
+and is a context manager that says QUIT on the way out.
+
+Every wait has a deadline from ``Timeouts``; any lost connection, timeout or
+protocol error closes the session at once (it is never reused, so a late
+reply can never be paired with a later command), and a 421 reply at any
+stage closes it without RSET.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from email.message import Message
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+
+from smtpclient import auth as sasl
+from smtpclient.body import Body, BodySource
+from smtpclient.envelope import DSN, Envelope, Recipient
+from smtpclient.errors import (
+    CertificateVerifyError,
+    ExtensionNotSupported,
+    InsecureAuthError,
+    ProtocolError,
+    ServiceClosing,
+    SessionBusyError,
+    SessionClosedError,
+    SMTPClientError,
+    StartTLSError,
+    TLSError,
+    TLSRequiredError,
+)
+from smtpclient.hostname import default_local_hostname
+from smtpclient.message import prepare_message
+from smtpclient.protocol import commands
+from smtpclient.protocol.extensions import Extensions
+from smtpclient.protocol.reply import Reply, ReplyLimits, ReplyParser
+from smtpclient.protocol.state import SessionState, Stage, check_allowed
+from smtpclient.protocol.status import error_for
+from smtpclient.timeouts import Deadline, Timeouts
+from smtpclient.tls import TLSInfo, TLSMode, default_mode, unverified_context, verifying_context
+from smtpclient.transaction import send_batch, send_one
+from smtpclient.transport import Transport, _literal
+
+if TYPE_CHECKING:
+    from smtpclient.results import SendResult
+
+__all__ = ["Session"]
+
+log = logging.getLogger(__name__)
+transcript = logging.getLogger("smtpclient.transcript")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def exclusive(
+    method: Callable[Concatenate[Session, P], R],
+) -> Callable[Concatenate[Session, P], R]:
+    """Run *method* holding the session's lock; a second thread gets an error."""
+
+    @functools.wraps(method)
+    def wrapper(self: Session, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._pid != os.getpid():
+            # Inherited across fork(): the parent owns this connection.
+            self._drop()
+            raise SessionClosedError("this session was opened by another process (fork)")
+        if not self._lock.acquire(blocking=False):
+            raise SessionBusyError(
+                "this session is in use by another thread; use a Mailer or one session per thread"
+            )
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._lock.release()
+
+    return cast("Callable[Concatenate[Session, P], R]", wrapper)
+
+
+def _printable(text: str) -> str:
+    """Server text made safe for a log line: control characters escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+class Session:
+    """A connected SMTP (or LMTP) session.  Create it with ``Session.connect``.
+
+    Attributes:
+        host, port: the server.
+        greeting: the server's 220 greeting ``Reply``.
+        extensions: what the latest EHLO advertised (``Extensions``).
+        tls: ``TLSInfo`` once TLS is active, else None.
+        timeouts: the ``Timeouts`` in force.
+        lmtp: True for an LMTP session (LHLO, a reply per recipient).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        host: str,
+        port: int,
+        timeouts: Timeouts,
+        local_hostname: str | None = None,
+        server_hostname: str | None = None,
+        lmtp: bool = False,
+        use_pipelining: bool = True,
+        use_chunking: bool = True,
+        allow_insecure_auth: bool = False,
+        reply_limits: ReplyLimits | None = None,
+    ) -> None:
+        self._transport = transport
+        self._parser = ReplyParser(reply_limits)
+        self._state = SessionState.NEW
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._total: Deadline | None = None
+        self.host = host
+        self.port = port
+        self.timeouts = timeouts
+        self.local_hostname = local_hostname or default_local_hostname(transport.local_address)
+        self.server_hostname = server_hostname
+        self.lmtp = lmtp
+        self.use_pipelining = use_pipelining
+        self.use_chunking = use_chunking
+        self.allow_insecure_auth = allow_insecure_auth
+        self.greeting: Reply | None = None
+        self.ehlo_reply: Reply | None = None
+        self.extensions = Extensions()
+        self.tls: TLSInfo | None = transport.tls
+        self.authenticated = False
+        self.created = time.monotonic()
+        self.last_used = self.created
+        self.messages_sent = 0
+
+    # --- opening ----------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        host: str,
+        port: int = 25,
+        *,
+        tls: TLSMode | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        timeouts: Timeouts | float | None = None,
+        local_hostname: str | None = None,
+        source_address: tuple[str, int] | None = None,
+        sock: socket.socket | None = None,
+        lmtp: bool = False,
+        use_pipelining: bool = True,
+        use_chunking: bool = True,
+        allow_insecure_auth: bool = False,
+        reply_limits: ReplyLimits | None = None,
+    ) -> Session:
+        """Connect, read the greeting, say EHLO (LHLO for LMTP) and apply the TLS mode.
+
+        *host* may be a Unix socket path (for LMTP).  With *tls* None, port
+        465 means IMPLICIT and any other port OPPORTUNISTIC (a Unix socket:
+        NONE).  *sock* is an already connected socket (a proxy tunnel).
+
+        Raises:
+            ConnectError, SMTPTimeoutError: no connection within the deadlines.
+            GreetingRefused: the greeting was not 220.
+            HeloRefused: neither EHLO nor HELO was accepted.
+            TLSError: TLS was required (STARTTLS, IMPLICIT) and failed; a
+                ``CertificateVerifyError`` when the certificate did not verify,
+                a ``TLSRequiredError`` when STARTTLS was not offered.
+            ServiceClosing: the server answered 421.
+        """
+        if not isinstance(host, str) or not host:
+            raise TypeError("host must be a non-empty str")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port must be an int between 1 and 65535, not {port!r}")
+        is_unix = host.startswith("/")
+        mode = tls if tls is not None else (TLSMode.NONE if is_unix else default_mode(port))
+        if not isinstance(mode, TLSMode):
+            raise TypeError(f"tls must be a TLSMode, not {type(mode).__name__}")
+        settings = Timeouts.coerce(timeouts)
+        if server_hostname is None and not is_unix and _literal(host) is None:
+            server_hostname = host
+        options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "timeouts": settings,
+            "local_hostname": local_hostname,
+            "server_hostname": server_hostname,
+            "lmtp": lmtp,
+            "use_pipelining": use_pipelining,
+            "use_chunking": use_chunking,
+            "allow_insecure_auth": allow_insecure_auth,
+            "reply_limits": reply_limits,
+        }
+        context = ssl_context
+        attempt = "verify"  # OPPORTUNISTIC may fall back to "unverified", then "plain"
+        while True:
+            total = Deadline(settings.total, Stage.CONNECT) if settings.total else None
+            transport = cls._open_transport(host, port, settings, total, source_address, sock)
+            session = cls(transport, **options)
+            session._total = total
+            try:
+                if mode is TLSMode.IMPLICIT:
+                    session._start_tls_now(context or verifying_context())
+                session._handshake()
+                if mode in (TLSMode.STARTTLS, TLSMode.OPPORTUNISTIC) and attempt != "plain":
+                    if attempt == "unverified":
+                        context = unverified_context(ssl_context)
+                    session._upgrade(mode, context)
+            except StartTLSError:
+                if mode is TLSMode.OPPORTUNISTIC and session._state is SessionState.READY:
+                    log.info("%s refused STARTTLS; continuing without TLS", host)
+                    session._total = None
+                    return session
+                session._abort()
+                raise
+            except CertificateVerifyError:
+                session._abort()
+                if mode is TLSMode.OPPORTUNISTIC and sock is None and attempt == "verify":
+                    log.info("%s: certificate did not verify; encrypting without it", host)
+                    attempt = "unverified"
+                    continue
+                raise
+            except TLSError as exc:
+                session._abort()
+                if (
+                    mode is TLSMode.OPPORTUNISTIC
+                    and sock is None
+                    and attempt != "plain"
+                    and not isinstance(exc, TLSRequiredError)
+                ):
+                    log.info("%s: TLS handshake failed (%s); reconnecting without TLS", host, exc)
+                    attempt = "plain"
+                    continue
+                raise
+            except BaseException:
+                session._abort()
+                raise
+            session._total = None
+            return session
+
+    @staticmethod
+    def _open_transport(
+        host: str,
+        port: int,
+        timeouts: Timeouts,
+        total: Deadline | None,
+        source_address: tuple[str, int] | None,
+        sock: socket.socket | None,
+    ) -> Transport:
+        if sock is not None:
+            return Transport(sock, host)
+        deadline = Deadline(timeouts.connect_total, Stage.CONNECT, total)
+        return Transport.connect(
+            host,
+            port,
+            per_address=timeouts.connect,
+            deadline=deadline,
+            source_address=source_address,
+        )
+
+    def _handshake(self) -> None:
+        """Read the greeting and say EHLO."""
+        check_allowed("greeting", self._state)
+        reply = self._read(Stage.GREETING)
+        if reply.code != 220:
+            self._close_politely()
+            raise self._error(Stage.GREETING, reply)
+        self.greeting = reply
+        self._state = SessionState.GREETED
+        self._hello()
+
+    def _upgrade(self, mode: TLSMode, context: ssl.SSLContext | None) -> None:
+        if self.extensions.starttls:
+            self._starttls(context or verifying_context())
+            return
+        if mode is TLSMode.STARTTLS:
+            raise TLSRequiredError(
+                "TLS is required (tls=TLSMode.STARTTLS) but the server did not offer STARTTLS",
+                stage=Stage.STARTTLS,
+                host=self.host,
+            )
+        log.info("%s does not offer STARTTLS; continuing without TLS", self.host)
+
+    # --- the wire ------------------------------------------------------------------
+
+    def _deadline(self, stage: Stage) -> Deadline:
+        return Deadline.for_stage(self.timeouts, stage, self._total)
+
+    def _write(self, data: bytes, stage: Stage, *, shown: str | None = None) -> None:
+        """Send *data*; *shown* replaces it in the transcript (secrets, content)."""
+        if transcript.isEnabledFor(logging.DEBUG):
+            text = shown if shown is not None else data.decode("utf-8", "replace").rstrip("\r\n")
+            for line in text.split("\r\n"):
+                transcript.debug("%s C: %s", self.host, line)
+        try:
+            self._transport.sendall(data, self._deadline(stage))
+        except SMTPClientError as exc:
+            raise self._broken(exc, stage) from exc.__cause__
+
+    def _read(self, stage: Stage) -> Reply:
+        """Read one complete reply within the stage's deadline.
+
+        Raises:
+            ServiceClosing: the reply was 421 (the session is closed).
+            ProtocolError, SMTPTimeoutError, ServerDisconnected: the session
+                is closed.
+        """
+        try:
+            reply = self._parser.next_reply()
+            if reply is None:
+                deadline = self._deadline(stage)
+                while reply is None:
+                    self._parser.feed(self._transport.recv(deadline))
+                    reply = self._parser.next_reply()
+        except SMTPClientError as exc:
+            raise self._broken(exc, stage) from exc.__cause__
+        if transcript.isEnabledFor(logging.DEBUG):
+            last = len(reply.lines) - 1
+            for index, line in enumerate(reply.lines):
+                sep = " " if index == last else "-"
+                transcript.debug("%s S: %d%s%s", self.host, reply.code, sep, _printable(line))
+        if reply.code == 421 and stage is not Stage.QUIT:
+            self._abort()
+            raise ServiceClosing(reply=reply, stage=stage, host=self.host)
+        return reply
+
+    def _command(self, line: bytes, stage: Stage, *, shown: str | None = None) -> Reply:
+        self._write(line, stage, shown=shown)
+        return self._read(stage)
+
+    def _check_unsolicited(self, stage: Stage) -> None:
+        """Before a new command: bytes nobody asked for mean the reply stream
+        is out of step, and pairing them with our next command would shift
+        every result after it."""
+        if self._parser.buffered or self._transport.readable():
+            if not self._parser.buffered:
+                try:
+                    self._parser.feed(self._transport.recv(self._deadline(stage)))
+                except SMTPClientError as exc:
+                    raise self._broken(exc, stage) from exc.__cause__
+            self._abort()
+            raise ProtocolError(
+                "the server sent data nobody asked for (a reply out of step)",
+                stage=stage,
+                host=self.host,
+            )
+
+    def _broken(self, exc: SMTPClientError, stage: Stage) -> SMTPClientError:
+        self._abort()
+        if exc.host is None:
+            exc.host = self.host
+        if exc.stage is None:
+            exc.stage = stage
+        return exc
+
+    def _error(
+        self, stage: Stage, reply: Reply, message: str | None = None, **context: Any
+    ) -> SMTPClientError:
+        """The exception for a refusal *reply* at *stage*."""
+        cls = error_for(stage, reply)
+        if cls is ProtocolError:
+            self._abort()
+            message = f"unexpected reply {reply.code} at stage {stage}"
+        return cls(message, reply=reply, stage=stage, host=self.host, **context)
+
+    def _abort(self) -> None:
+        """Close at once, no QUIT: after an error the stream cannot be trusted."""
+        self._transport.close()
+        if self._state is not SessionState.CLOSED:
+            self._state = SessionState.BROKEN
+
+    def _drop(self) -> None:
+        # After fork: close our copy of the descriptor only (no shutdown(),
+        # no TLS close_notify), so the parent's connection is untouched.
+        self._transport.close()
+        self._state = SessionState.CLOSED
+
+    def _close_politely(self) -> None:
+        try:
+            self._write(commands.quit_(), Stage.QUIT)
+            self._read(Stage.QUIT)
+        except SMTPClientError:
+            pass
+        self._abort()
+
+    # --- EHLO, TLS, AUTH --------------------------------------------------------------
+
+    def _hello(self) -> Reply:
+        check_allowed("ehlo", self._state)
+        name = self.local_hostname
+        if self.lmtp:
+            reply = self._command(commands.lhlo(name), Stage.EHLO)
+        else:
+            reply = self._command(commands.ehlo(name), Stage.EHLO)
+            if reply.code in (500, 502):  # EHLO not recognised: an RFC 821 server
+                reply = self._command(commands.helo(name), Stage.EHLO)
+                if reply.is_positive:
+                    self.ehlo_reply = reply
+                    self.extensions = Extensions(reply.lines[0].split(" ", 1)[0], esmtp=False)
+                    self._state = SessionState.READY
+                    return reply
+        if not reply.is_positive:
+            raise self._error(Stage.EHLO, reply)
+        self.ehlo_reply = reply
+        self.extensions = Extensions.parse(reply)
+        self._state = SessionState.READY
+        return reply
+
+    @exclusive
+    def ehlo(self) -> Reply:
+        """Say EHLO again (it resets any transaction) and refresh ``extensions``."""
+        return self._hello()
+
+    def _start_tls_now(self, context: ssl.SSLContext) -> None:
+        self.tls = self._transport.start_tls(
+            context, self.server_hostname, self._deadline(Stage.STARTTLS)
+        )
+
+    def _starttls(self, context: ssl.SSLContext) -> None:
+        check_allowed("starttls", self._state)
+        if self.tls is not None:
+            raise RuntimeError("TLS is already active on this session")
+        reply = self._command(commands.starttls(), Stage.STARTTLS)
+        if reply.code != 220:
+            raise StartTLSError(reply=reply, stage=Stage.STARTTLS, host=self.host)
+        # RFC 3207 §4.2: anything received before the handshake was not
+        # protected and may have been injected; it must not be read later
+        # as a reply to a command sent under TLS.
+        dropped = self._parser.discard()
+        while self._transport.readable() and dropped < 65536:
+            try:
+                dropped += len(self._transport.recv(self._deadline(Stage.STARTTLS)))
+            except SMTPClientError as exc:
+                raise self._broken(exc, Stage.STARTTLS) from exc.__cause__
+        if dropped:
+            log.warning("%s: discarded %d bytes received after 220 to STARTTLS", self.host, dropped)
+        try:
+            self._start_tls_now(context)
+        except SMTPClientError as exc:
+            raise self._broken(exc, Stage.STARTTLS) from exc.__cause__
+        # Forget everything learnt before TLS and ask again.
+        self.extensions = Extensions()
+        self._state = SessionState.GREETED
+        self._hello()
+
+    @exclusive
+    def starttls(self, ssl_context: ssl.SSLContext | None = None) -> TLSInfo:
+        """Upgrade to TLS now (usually ``connect(tls=...)`` does this for you).
+
+        Raises:
+            TLSRequiredError: the server did not offer STARTTLS.
+            StartTLSError: the server answered STARTTLS with something other than 220.
+            TLSError: the handshake failed (the session is closed).
+        """
+        if not self.extensions.starttls:
+            raise TLSRequiredError("the server did not offer STARTTLS", host=self.host)
+        self._starttls(ssl_context or verifying_context())
+        assert self.tls is not None
+        return self.tls
+
+    @exclusive
+    def login(self, username: str, password: str, *, mechanism: str | None = None) -> Reply:
+        """Authenticate with a user name and password.
+
+        The mechanism is the strongest both sides support (SCRAM-SHA-256,
+        SCRAM-SHA-1, CRAM-MD5, PLAIN, LOGIN) unless *mechanism* names one.
+
+        Raises:
+            InsecureAuthError: the session is not verified TLS (pass
+                ``allow_insecure_auth=True`` to connect() to allow it).
+            ExtensionNotSupported: the server offers no usable mechanism.
+            AuthenticationFailed: 535, the credentials were refused.
+            AuthenticationError: another refusal (transient or permanent).
+        """
+        return self._authenticate(sasl.Password(username, password), mechanism)
+
+    @exclusive
+    def authenticate(
+        self,
+        credentials: sasl.Credentials | Callable[[], sasl.Credentials],
+        *,
+        mechanism: str | None = None,
+    ) -> Reply:
+        """Authenticate with ``Password`` or ``OAuth2`` credentials, or a callable
+        returning them (so that long-lived objects need not hold secrets).
+
+        Raises: as ``login``.
+        """
+        if callable(credentials) and not isinstance(credentials, sasl.Credentials):
+            credentials = credentials()
+        return self._authenticate(credentials, mechanism)
+
+    def _authenticate(self, credentials: sasl.Credentials, mechanism: str | None) -> Reply:
+        check_allowed("auth", self._state)
+        if not self.allow_insecure_auth and not (self.tls is not None and self.tls.verified):
+            raise InsecureAuthError(self._insecure_auth_reason(), stage=Stage.AUTH, host=self.host)
+        if "AUTH" not in self.extensions:
+            raise ExtensionNotSupported(
+                "the server does not offer AUTH", extension="AUTH", host=self.host
+            )
+        reply = sasl.run(self, credentials, mechanism)
+        self.authenticated = True
+        return reply
+
+    def _insecure_auth_reason(self) -> str:
+        if self.tls is None:
+            why = "the session is not encrypted"
+            if not self.extensions.starttls:
+                why += " (the server did not offer STARTTLS)"
+            fix = "connect with tls=TLSMode.STARTTLS (port 587) or tls=TLSMode.IMPLICIT (port 465)"
+        else:
+            why = "the server's TLS certificate was not verified"
+            fix = "pass ssl_context= with the CA that signed it"
+        return (
+            f"refusing to send credentials: {why}; {fix}, or pass allow_insecure_auth=True "
+            "to connect() if you accept the risk"
+        )
+
+    # AUTH needs the raw wire; auth.run() drives these.
+    def _auth_write(self, data: bytes, shown: str) -> None:
+        self._write(data, Stage.AUTH, shown=shown)
+
+    def _auth_read(self) -> Reply:
+        return self._read(Stage.AUTH)
+
+    def _auth_error(self, reply: Reply, message: str | None = None) -> SMTPClientError:
+        return self._error(Stage.AUTH, reply, message)
+
+    # --- sending ------------------------------------------------------------------------
+
+    @exclusive
+    def sendmail(
+        self,
+        sender: str,
+        recipients: str | Recipient | Iterable[str | Recipient],
+        data: BodySource,
+        *,
+        mail_options: Iterable[str] = (),
+        rcpt_options: Iterable[str] = (),
+        dsn: DSN | None = None,
+        size: int | None = None,
+        eight_bit: bool | None = None,
+        smtputf8: bool = False,
+        requiretls: bool = False,
+        binary: bool = False,
+    ) -> SendResult:
+        """Send one message; return its ``SendResult`` (partial success included).
+
+        *data* is bytes, str, a seekable binary file or an iterable of bytes.
+        For an iterable, *size* and *eight_bit* declare what cannot be
+        scanned.  *dsn* adds RFC 3461 options; *requiretls* asks for RFC
+        8689 REQUIRETLS; *binary* sends BODY=BINARYMIME with BDAT.
+
+        Raises:
+            InvalidAddressError, TypeError: bad input; nothing was sent.
+            ExtensionNotSupported, MessageTooLarge: the server cannot take
+                this message as it is; nothing was sent.
+            SenderRefused, RecipientsRefused, DataRefused: refused; the
+                exception's ``result`` has each recipient's reply.
+            TransientError: connection lost or timed out; ``outcome_unknown``
+                is True when it happened after the final "." .
+        """
+        envelope = Envelope.build(
+            sender,
+            recipients,
+            dsn=dsn,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+            smtputf8=smtputf8,
+            requiretls=requiretls,
+        )
+        body = Body(data, size=size, eight_bit=eight_bit)
+        return self._run(lambda: send_one(self, envelope, body, binary=binary))
+
+    @exclusive
+    def send_message(
+        self,
+        message: Message,
+        from_addr: str | None = None,
+        to_addrs: str | Sequence[str] | None = None,
+        *,
+        mail_options: Iterable[str] = (),
+        rcpt_options: Iterable[str] = (),
+        dsn: DSN | None = None,
+        requiretls: bool = False,
+    ) -> SendResult:
+        """Send an ``email.message.Message``.
+
+        The envelope comes from the headers unless given (Resent-* headers
+        win when present, as RFC 5322 §3.6.6 asks); Bcc and Resent-Bcc are
+        never transmitted.  The message is serialised with SMTPUTF8 when an
+        address or header needs it and the server offers it, and lines over
+        998 octets are re-encoded.
+
+        Raises: as ``sendmail``.
+        """
+        envelope, body = prepare_message(
+            message,
+            self.extensions,
+            from_addr=from_addr,
+            to_addrs=to_addrs,
+            mail_options=mail_options,
+            rcpt_options=rcpt_options,
+            dsn=dsn,
+            requiretls=requiretls,
+        )
+        return self._run(lambda: send_one(self, envelope, body))
+
+    @exclusive
+    def send_many(
+        self, messages: Iterable[Message | tuple[str, Sequence[str] | str, BodySource]]
+    ) -> list[SendResult | Exception]:
+        """Send several messages, pipelining across them when the server allows.
+
+        Each item is an ``email.message.Message`` or a ``(sender, recipients,
+        data)`` tuple.  Returns one outcome per item, in order: a
+        ``SendResult`` or the exception that message met.  Once the
+        connection fails, the remaining items are not attempted and get a
+        ``TransientError`` saying so.
+        """
+        return self._run(lambda: send_batch(self, list(messages)))
+
+    def _run(self, work: Callable[[], R]) -> R:
+        check_allowed("mail", self._state)
+        self._total = Deadline(self.timeouts.total, Stage.MAIL) if self.timeouts.total else None
+        try:
+            return work()
+        finally:
+            self._total = None
+            self.last_used = time.monotonic()
+
+    # --- other commands -----------------------------------------------------------------
+
+    @exclusive
+    def execute(self, command: str, *, stage: Stage = Stage.COMMAND) -> Reply:
+        """Send any single-line command (e.g. "ETRN example.com") and return the
+        reply without judging it.  Control characters are refused.
+
+        Raises:
+            InvalidAddressError: *command* holds a control character.
+            ServiceClosing: the reply was 421.
+        """
+        check_allowed("command", self._state)
+        commands.check_text(command, "command")
+        self._check_unsolicited(stage)
+        return self._command((command + "\r\n").encode("utf-8"), stage)
+
+    def _simple(self, line: bytes, stage: Stage = Stage.COMMAND) -> Reply:
+        check_allowed("command", self._state)
+        self._check_unsolicited(stage)
+        reply = self._command(line, stage)
+        if not reply.is_positive:
+            raise self._error(stage, reply)
+        return reply
+
+    @exclusive
+    def noop(self) -> Reply:
+        """NOOP: check that the server is still there.  Raises CommandRefused on 4xx/5xx."""
+        return self._simple(commands.noop())
+
+    @exclusive
+    def rset(self) -> Reply:
+        """RSET: abandon the current transaction."""
+        reply = self._simple(commands.rset(), Stage.RSET)
+        self._state = SessionState.READY
+        return reply
+
+    def _reset_after_failure(self) -> None:
+        """RSET after a failed transaction, so the session stays usable."""
+        if self._state not in (SessionState.READY, SessionState.IN_TRANSACTION):
+            return
+        reply = self._command(commands.rset(), Stage.RSET)
+        if not reply.is_positive:
+            self._abort()
+            raise self._error(Stage.RSET, reply)
+        self._state = SessionState.READY
+
+    @exclusive
+    def vrfy(self, address: str) -> Reply:
+        """VRFY: ask whether *address* is deliverable; returns the reply as is
+        (252 "cannot verify" is common)."""
+        check_allowed("command", self._state)
+        self._check_unsolicited(Stage.COMMAND)
+        return self._command(commands.vrfy(address, utf8=self.extensions.smtputf8), Stage.COMMAND)
+
+    @exclusive
+    def expn(self, mailing_list: str) -> Reply:
+        """EXPN: ask for the members of a list; returns the reply as is."""
+        check_allowed("command", self._state)
+        self._check_unsolicited(Stage.COMMAND)
+        return self._command(
+            commands.expn(mailing_list, utf8=self.extensions.smtputf8), Stage.COMMAND
+        )
+
+    @exclusive
+    def help(self, topic: str | None = None) -> Reply:
+        """HELP: returns the reply as is."""
+        check_allowed("command", self._state)
+        self._check_unsolicited(Stage.COMMAND)
+        return self._command(commands.help_(topic), Stage.COMMAND)
+
+    # --- closing ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        """Where the session stands (``SessionState``)."""
+        return self._state
+
+    @property
+    def usable(self) -> bool:
+        """True while the session can send (not closed, broken or inherited)."""
+        return (
+            self._state in (SessionState.READY, SessionState.GREETED)
+            and not self._transport.closed
+            and self._pid == os.getpid()
+        )
+
+    def quit(self) -> Reply | None:
+        """Say QUIT and close.  Never raises: a failed QUIT cannot undo a
+        delivered message.  Returns the server's reply if one came in time."""
+        if self._pid != os.getpid():
+            self._drop()
+            return None
+        if not self._lock.acquire(blocking=False):
+            raise SessionBusyError("this session is in use by another thread")
+        try:
+            reply = None
+            if self._state not in (SessionState.CLOSED, SessionState.BROKEN):
+                try:
+                    self._write(commands.quit_(), Stage.QUIT)
+                    reply = self._read(Stage.QUIT)
+                except SMTPClientError:
+                    pass
+            self._transport.close()
+            self._state = SessionState.CLOSED
+            return reply
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the connection without QUIT.  Safe to call any number of times."""
+        self._transport.close()
+        self._state = SessionState.CLOSED
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None or self.usable:
+            self.quit()
+        else:
+            self.close()
+
+    def __repr__(self) -> str:
+        tls = f" {self.tls.version}" if self.tls else ""
+        return f"<Session {self.host}:{self.port} {self._state.value}{tls}>"

@@ -1,0 +1,518 @@
+"""Mail transactions on the wire: MAIL, RCPT, DATA or BDAT, with pipelining.
+
+With PIPELINING (RFC 2920) the envelope goes out as one group -- MAIL, every
+RCPT and, for DATA framing, DATA -- and the replies are read back in order,
+each checked against the command it answers (a reply that cannot belong to
+its command is a ``ProtocolError``, never a shifted result).  Groups are
+bounded (``PIPELINE_WINDOW`` commands) so that a server that stops reading
+while its replies pile up cannot deadlock us: the replies to one window
+always fit in the socket buffers.
+
+More than ``MAX_RECIPIENTS`` recipients, or a 452 "too many recipients"
+(RFC 5321 §4.5.3.1.10), start a further transaction for the rest.
+
+``send_batch`` pipelines across messages: the end of one message's content
+travels in the same write as the next message's envelope, and each message
+still gets its own outcome.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from email.message import Message
+from typing import TYPE_CHECKING
+
+from smtpclient.body import BLOCK_SIZE, Body
+from smtpclient.envelope import Envelope
+from smtpclient.errors import (
+    DataRefused,
+    MessageContentError,
+    PermanentRecipientsRefused,
+    ProtocolError,
+    SenderRefused,
+    ServerDisconnected,
+    ServiceClosing,
+    SMTPClientError,
+    TransientRecipientsRefused,
+)
+from smtpclient.message import prepare_message
+from smtpclient.plan import Plan, build_plan
+from smtpclient.protocol import commands
+from smtpclient.protocol.data import BodyScanner, DataEncoder, Framing
+from smtpclient.protocol.reply import Reply
+from smtpclient.protocol.state import SessionState, Stage
+from smtpclient.protocol.status import is_transient_refusal
+from smtpclient.results import SendResult
+
+if TYPE_CHECKING:
+    from smtpclient.body import BodySource
+    from smtpclient.session import Session
+
+__all__ = ["MAX_RECIPIENTS", "PIPELINE_WINDOW", "send_batch", "send_one"]
+
+PIPELINE_WINDOW = 100  # commands in flight before their replies are read
+MAX_RECIPIENTS = 100  # per transaction (RFC 5321 §4.5.3.1.8)
+BDAT_WINDOW = 4  # BDAT chunks in flight before a reply is read
+
+
+def _shown(lines: Sequence[bytes], prefix: int = 0) -> str:
+    text = "\r\n".join(line.decode("utf-8", "replace").rstrip("\r\n") for line in lines)
+    return f"<{prefix} octets of message content>\r\n{text}" if prefix else text
+
+
+class _Tx:
+    """One MAIL transaction for a batch of recipients."""
+
+    def __init__(self, session: Session, plan: Plan, batch: list[tuple[str, bytes]]) -> None:
+        self.session = session
+        self.plan = plan
+        self.batch = batch
+        self.accepted: dict[str, Reply] = {}
+        self.refused: dict[str, Reply] = {}
+        self.deferred: list[tuple[str, bytes]] = []
+        self.final: dict[str, Reply] = {}
+        self.data_reply: Reply | None = None
+        self.failure: SMTPClientError | None = None  # MAIL or data refused
+        self._outstanding = 0  # BDAT replies not read yet
+
+    # --- envelope ------------------------------------------------------------------
+
+    def _check(self, reply: Reply, stage: Stage) -> Reply:
+        """A reply that cannot answer *stage*'s command means the stream is out of step."""
+        if stage is Stage.DATA_INIT:
+            bad = reply.is_positive or (reply.is_intermediate and reply.code != 354)
+        else:
+            bad = reply.is_intermediate
+        if bad:
+            self.session._abort()
+            raise ProtocolError(
+                f"reply {reply.code} cannot answer the command of stage {stage}",
+                reply=reply,
+                stage=stage,
+                host=self.session.host,
+            )
+        return reply
+
+    def open(self, prefix: bytes = b"", after_write: Callable[[], None] | None = None) -> bool:
+        """Send MAIL, the RCPTs and (DATA framing) DATA; return True if content may follow."""
+        session = self.session
+        with_data = self.plan.framing is Framing.DATA
+        lines = [self.plan.mail_line] + [line for _, line in self.batch]
+        stages = [Stage.MAIL] + [Stage.RCPT] * len(self.batch)
+        if with_data:
+            lines.append(commands.data())
+            stages.append(Stage.DATA_INIT)
+        session._state = SessionState.IN_TRANSACTION
+        replies: list[Reply] = []
+        if session.use_pipelining and session.extensions.pipelining:
+            start = 0
+            while start < len(lines):
+                window = lines[start : start + PIPELINE_WINDOW]
+                head = prefix if start == 0 else b""
+                session._write(
+                    head + b"".join(window), stages[start], shown=_shown(window, len(head))
+                )
+                if start == 0 and after_write is not None:
+                    after_write()
+                for offset in range(len(window)):
+                    replies.append(
+                        self._check(session._read(stages[start + offset]), stages[start + offset])
+                    )
+                start += len(window)
+                if not replies[0].is_positive:
+                    break
+        else:
+            if prefix or after_write is not None:
+                raise RuntimeError("cross-message pipelining needs PIPELINING")
+            for line, stage in zip(lines, stages, strict=True):
+                if stage is Stage.DATA_INIT and not any(r.is_positive for r in replies[1:]):
+                    break  # no recipient: do not ask for DATA
+                session._write(line, stage)
+                reply = self._check(session._read(stage), stage)
+                replies.append(reply)
+                if stage is Stage.MAIL and not reply.is_positive:
+                    break
+                if reply.code == 452 and any(r.is_positive for r in replies[1:-1]):
+                    break  # "too many recipients": the rest go in the next transaction
+        return self._judge(replies, with_data)
+
+    def _judge(self, replies: list[Reply], with_data: bool) -> bool:
+        session = self.session
+        count = len(self.batch)
+        data_reply = replies[-1] if with_data and len(replies) == count + 2 else None
+        mail = replies[0]
+        if not mail.is_positive:
+            self.failure = session._error(Stage.MAIL, mail, sender=self.plan.envelope.sender)
+            self._end_without_content(data_reply)
+            return False
+        rcpt_replies = replies[1 : 1 + count]
+        accepted_any = any(r.is_positive for r in rcpt_replies)
+        for index, (address, line) in enumerate(self.batch):
+            if index >= len(rcpt_replies):
+                self.deferred.append((address, line))  # not asked (after a 452)
+                continue
+            reply = rcpt_replies[index]
+            if reply.is_positive:
+                self.accepted[address] = reply
+            elif reply.code in (452, 552) and accepted_any and self.plan.body.reusable:
+                self.deferred.append((address, line))
+            else:
+                self.refused[address] = reply
+        if not self.accepted:
+            self._end_without_content(data_reply)
+            return False
+        if data_reply is not None and data_reply.code != 354:
+            self.failure = session._error(Stage.DATA_INIT, data_reply)
+            self._move_accepted_to_refused(data_reply)
+            session._reset_after_failure()
+            return False
+        return True
+
+    def _end_without_content(self, data_reply: Reply | None) -> None:
+        if data_reply is not None and data_reply.code == 354:
+            # RFC 2920 §3.1: DATA was accepted although no recipient was;
+            # end the (empty) content at once and deliver nothing.
+            self.session._write(b".\r\n", Stage.DATA_BLOCK)
+            self.session._read(Stage.DATA_DONE)
+        self.session._reset_after_failure()
+
+    def _move_accepted_to_refused(self, reply: Reply) -> None:
+        for address in self.accepted:
+            self.refused[address] = reply
+        self.accepted = {}
+
+    # --- content ---------------------------------------------------------------------
+
+    def send_content(self, hold: bool = False) -> bytes | None:
+        """Stream the content.  With *hold*, the last piece (with the end
+        marker, or the BDAT LAST chunk) is returned instead of written.
+        Returns None when a BDAT chunk was refused (``failure`` says why)."""
+        plan = self.plan
+        guard = BodyScanner() if (plan.check_eight_bit or plan.check_lines) else None
+        encoder = DataEncoder(plan.framing)
+        session = self.session
+        data_framing = plan.framing is Framing.DATA
+        pieces: list[bytes] = []
+        pending = 0
+        ready: bytes | None = None  # a full BDAT chunk kept back until we know it is not the last
+        for block in plan.body.blocks():
+            if guard is not None:
+                guard.feed(block)
+                self._guard(guard)
+            out = encoder.feed(block)
+            pieces.append(out)
+            pending += len(out)
+            if pending < BLOCK_SIZE:
+                continue
+            joined = b"".join(pieces)
+            pieces, pending = [], 0
+            if data_framing:
+                session._write(
+                    joined, Stage.DATA_BLOCK, shown=f"<{len(joined)} octets of message content>"
+                )
+            else:
+                if ready is not None and not self._bdat(ready):
+                    return None
+                ready = joined
+        tail = (ready or b"") + b"".join(pieces) + encoder.finish()
+        if not data_framing:
+            tail = commands.bdat(len(tail), last=True) + tail
+        if hold:
+            return tail
+        session._write(
+            tail, Stage.DATA_BLOCK, shown=f"<{len(tail)} octets of message content, end>"
+        )
+        return b""
+
+    def _guard(self, scanner: BodyScanner) -> None:
+        problem = None
+        if self.plan.check_eight_bit and scanner.eight_bit:
+            problem = "it has 8-bit bytes and the server does not offer 8BITMIME"
+        elif self.plan.check_lines and scanner.long_lines:
+            problem = "it has a line over 998 octets"
+        if problem:
+            # Closing without the end marker makes the server drop the message.
+            self.session._abort()
+            raise MessageContentError(
+                f"stopped sending the message: {problem}; nothing was delivered"
+            )
+
+    def _bdat(self, chunk: bytes) -> bool:
+        """Send one non-final BDAT chunk; False if a chunk was refused."""
+        session = self.session
+        session._write(
+            commands.bdat(len(chunk)) + chunk,
+            Stage.DATA_BLOCK,
+            shown=f"BDAT {len(chunk)} <{len(chunk)} octets>",
+        )
+        self._outstanding += 1
+        pipelined = session.use_pipelining and session.extensions.pipelining
+        while self._outstanding >= (BDAT_WINDOW if pipelined else 1):
+            self._outstanding -= 1
+            reply = session._read(Stage.DATA_BLOCK)
+            if not reply.is_positive:
+                # RFC 3030 §3: after a failed chunk, stop, collect what is
+                # in flight, and reset.
+                while self._outstanding:
+                    self._outstanding -= 1
+                    session._read(Stage.DATA_BLOCK)
+                self.failure = session._error(Stage.DATA_BLOCK, reply)
+                self._move_accepted_to_refused(reply)
+                session._reset_after_failure()
+                return False
+        return True
+
+    def read_finals(self) -> None:
+        """Read the reply to the end of the content (one per recipient under LMTP)."""
+        session = self.session
+        try:
+            chunk_failure = None
+            while self._outstanding:
+                self._outstanding -= 1
+                reply = session._read(Stage.DATA_BLOCK)
+                if not reply.is_positive and chunk_failure is None:
+                    chunk_failure = reply
+            count = len(self.accepted) if session.lmtp else 1
+            finals = [session._read(Stage.DATA_DONE) for _ in range(count)]
+        except ServiceClosing:
+            raise  # a 421 is an answer: the message was not taken
+        except SMTPClientError as exc:
+            exc.outcome_unknown = True
+            raise
+        session._state = SessionState.READY
+        session.messages_sent += 1
+        if session.lmtp:
+            for address, reply in zip(list(self.accepted), finals, strict=True):
+                if reply.is_positive:
+                    self.final[address] = reply
+                else:
+                    self.refused[address] = reply
+                    del self.accepted[address]
+            self.data_reply = finals[-1]
+        else:
+            reply = chunk_failure or finals[0]
+            self.data_reply = finals[0]
+            if reply.is_positive:
+                self.final = dict.fromkeys(self.accepted, reply)
+            else:
+                self._move_accepted_to_refused(reply)
+        if not self.accepted and self.data_reply is not None:
+            self.failure = session._error(Stage.DATA_DONE, self.data_reply)
+
+
+class _Outcome:
+    """Collects the transactions of one message into its SendResult."""
+
+    def __init__(self, session: Session, plan: Plan) -> None:
+        self.session = session
+        self.plan = plan
+        self.accepted: dict[str, Reply] = {}
+        self.refused: dict[str, Reply] = {}
+        self.final: dict[str, Reply] = {}
+        self.data_replies: list[Reply] = []
+        self.failure: SMTPClientError | None = None
+
+    def add(self, tx: _Tx) -> None:
+        self.accepted.update(tx.accepted)
+        self.refused.update(tx.refused)
+        self.final.update(tx.final)
+        if tx.data_reply is not None and tx.final:
+            self.data_replies.append(tx.data_reply)
+        if tx.failure is not None:
+            self.failure = tx.failure
+            for address, _ in tx.batch:
+                if address not in tx.accepted and address not in tx.refused and tx.failure.reply:
+                    self.refused[address] = tx.failure.reply
+
+    def result(self) -> SendResult:
+        session = self.session
+        return SendResult(
+            sender=self.plan.envelope.sender,
+            recipients=tuple(self.plan.addresses),
+            accepted=dict(self.accepted),
+            refused=dict(self.refused),
+            data_replies=tuple(self.data_replies),
+            recipient_data_replies=dict(self.final),
+            host=session.host,
+            address=session._transport.peer,
+            tls=session.tls,
+        )
+
+    def finish(self) -> SendResult:
+        """Return the result, or raise when nothing was delivered."""
+        result = self.result()
+        if self.accepted:
+            return result
+        failure = self.failure
+        if isinstance(failure, (SenderRefused, DataRefused)) or (
+            failure is not None and not self.refused
+        ):
+            failure.result = result
+            raise failure
+        transient = any(is_transient_refusal(Stage.RCPT, r) for r in self.refused.values())
+        cls = TransientRecipientsRefused if transient else PermanentRecipientsRefused
+        first = next(iter(self.refused.values()), None)
+        raise cls(
+            "every recipient was refused",
+            reply=first,
+            stage=Stage.RCPT,
+            host=self.session.host,
+            recipients=self.refused,
+            result=result,
+        )
+
+
+def _transactions(session: Session, plan: Plan, outcome: _Outcome) -> None:
+    limit = MAX_RECIPIENTS if plan.body.reusable else max(len(plan.rcpt_lines), 1)
+    batches = deque(plan.rcpt_lines[i : i + limit] for i in range(0, len(plan.rcpt_lines), limit))
+    while batches:
+        tx = _Tx(session, plan, batches.popleft())
+        try:
+            if tx.open() and tx.send_content() is not None:
+                tx.read_finals()
+        except SMTPClientError as exc:
+            exc.result = outcome.result()
+            raise
+        outcome.add(tx)
+        if isinstance(tx.failure, SenderRefused):
+            # The same sender would be refused again: the rest share its fate.
+            for batch in batches:
+                for address, _ in batch:
+                    outcome.refused[address] = tx.failure.reply or Reply.build(554)
+            return
+        if tx.deferred:
+            batches.appendleft(tx.deferred)
+
+
+def send_one(
+    session: Session, envelope: Envelope, body: Body, *, binary: bool = False
+) -> SendResult:
+    """Send one message on *session*; see ``Session.sendmail``."""
+    plan = build_plan(
+        envelope,
+        body,
+        session.extensions,
+        session.tls,
+        use_chunking=session.use_chunking,
+        binary=binary,
+    )
+    session._check_unsolicited(Stage.MAIL)
+    outcome = _Outcome(session, plan)
+    _transactions(session, plan, outcome)
+    return outcome.finish()
+
+
+def _plan_item(
+    session: Session, item: Message | tuple[str, Sequence[str] | str, BodySource]
+) -> Plan:
+    if isinstance(item, Message):
+        envelope, body = prepare_message(item, session.extensions)
+    elif isinstance(item, tuple) and len(item) == 3:
+        sender, recipients, data = item
+        envelope, body = Envelope.build(sender, recipients), Body(data)
+    else:
+        raise TypeError("send_many() items are Messages or (sender, recipients, data) tuples")
+    return build_plan(
+        envelope, body, session.extensions, session.tls, use_chunking=session.use_chunking
+    )
+
+
+class _Held:
+    """A message whose last piece of content waits to ride with the next envelope."""
+
+    def __init__(self, index: int, tx: _Tx, outcome: _Outcome, tail: bytes) -> None:
+        self.index, self.tx, self.outcome, self.tail = index, tx, outcome, tail
+
+
+def send_batch(
+    session: Session, items: list[Message | tuple[str, Sequence[str] | str, BodySource]]
+) -> list[SendResult | Exception]:
+    """Send *items* in order on *session*; one outcome per item."""
+    outcomes: list[SendResult | Exception | None] = [None] * len(items)
+    held: _Held | None = None
+    lost: SMTPClientError | None = None
+    pipelined = session.use_pipelining and session.extensions.pipelining
+
+    def settle() -> None:
+        """Read the final reply of the held message (its tail is on the wire)."""
+        nonlocal held
+        current, held = held, None
+        if current is None:
+            return
+        try:
+            current.tx.read_finals()
+            current.outcome.add(current.tx)
+            outcomes[current.index] = current.outcome.finish()
+        except SMTPClientError as exc:
+            outcomes[current.index] = exc
+            if not session.usable:
+                raise
+
+    def flush() -> None:
+        if held is not None:
+            session._write(
+                held.tail,
+                Stage.DATA_BLOCK,
+                shown=f"<{len(held.tail)} octets of message content, end>",
+            )
+            settle()
+
+    for index, item in enumerate(items):
+        if lost is not None:
+            outcomes[index] = _not_sent(session, lost)
+            continue
+        try:
+            plan = _plan_item(session, item)
+        except (ValueError, TypeError, SMTPClientError) as exc:
+            outcomes[index] = exc
+            continue
+        try:
+            if not pipelined or len(plan.rcpt_lines) > min(MAX_RECIPIENTS, PIPELINE_WINDOW - 2):
+                flush()
+                outcome = _Outcome(session, plan)
+                _transactions(session, plan, outcome)
+                outcomes[index] = outcome.finish()
+                continue
+            if held is None:
+                session._check_unsolicited(Stage.MAIL)
+            outcome = _Outcome(session, plan)
+            tx = _Tx(session, plan, plan.rcpt_lines)
+            prefix = held.tail if held is not None else b""
+            if tx.open(prefix, settle if held is not None else None):
+                tail = tx.send_content(hold=True)
+                if tail is not None:
+                    held = _Held(index, tx, outcome, tail)
+                    continue
+            outcome.add(tx)
+            outcomes[index] = outcome.finish()
+        except SMTPClientError as exc:
+            if held is not None and outcomes[held.index] is None:
+                # The held tail went out with a write that failed part-way:
+                # the server may or may not have the end of that message.
+                outcomes[held.index] = ServerDisconnected(
+                    f"connection lost after the end of the message was sent ({exc})",
+                    host=session.host,
+                    outcome_unknown=True,
+                )
+                held = None
+            if outcomes[index] is None:
+                # Not the error of an earlier message that surfaced here.
+                mine = all(other is not exc for other in outcomes)
+                outcomes[index] = exc if mine else _not_sent(session, exc)
+            if not session.usable:
+                lost = exc
+    if lost is None and held is not None:
+        try:
+            flush()
+        except SMTPClientError as exc:
+            if held is not None and outcomes[held.index] is None:
+                outcomes[held.index] = exc
+    return [o if o is not None else _not_sent(session, lost) for o in outcomes]
+
+
+def _not_sent(session: Session, cause: SMTPClientError | None) -> SMTPClientError:
+    reason = f" ({cause})" if cause is not None else ""
+    return ServerDisconnected(
+        f"not sent: the connection failed before this message{reason}", host=session.host
+    )

@@ -1,0 +1,321 @@
+"""The blocking socket, with a deadline on every wait.
+
+All blocking socket calls of the library are here, and every OS or TLS error
+is translated into the library's errors in one place (``_translate``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Sequence
+from typing import NoReturn
+
+from smtpclient.errors import (
+    CertificateVerifyError,
+    ConnectError,
+    ServerDisconnected,
+    SMTPClientError,
+    SMTPTimeoutError,
+    TLSError,
+)
+from smtpclient.protocol.state import Stage
+from smtpclient.timeouts import Deadline
+from smtpclient.tls import TLSInfo, tls_info
+
+__all__ = ["Address", "Transport", "resolve"]
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 65536
+# (family, sockaddr) as getaddrinfo gives them.
+Address = tuple[socket.AddressFamily, tuple[str, int] | tuple[str, int, int, int] | str]
+
+
+def _translate(exc: BaseException, stage: Stage, host: str) -> SMTPClientError:
+    """Map an OS/TLS exception to the library's error for *stage*."""
+    if isinstance(exc, SMTPClientError):
+        return exc
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return SMTPTimeoutError(f"timed out at stage {stage}", stage=stage, host=host)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return CertificateVerifyError(
+            f"certificate verification failed: {exc.verify_message or exc}", stage=stage, host=host
+        )
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"TLS error: {exc.reason or exc}", stage=stage, host=host)
+    if stage in (Stage.CONNECT, Stage.DNS):
+        return ConnectError(f"could not connect: {exc}", stage=stage, host=host)
+    return ServerDisconnected(f"connection lost: {exc}", stage=stage, host=host)
+
+
+def _literal(host: str) -> socket.AddressFamily | None:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+def resolve(host: str, port: int, deadline: Deadline) -> list[Address]:
+    """Resolve *host* to socket addresses within *deadline*.
+
+    ``getaddrinfo`` has no timeout of its own, so a name lookup runs in a
+    short-lived daemon thread that is waited for no longer than the deadline.
+
+    Raises:
+        ConnectError: the name does not resolve.
+        SMTPTimeoutError: resolution took longer than the deadline.
+    """
+    family = _literal(host)
+    if family is not None:
+        bare = host.strip("[]")
+        if family == socket.AF_INET6:
+            return [(family, (bare, port, 0, 0))]
+        return [(family, (bare, port))]
+    outcome: list[object] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=lookup, name="smtpclient-getaddrinfo", daemon=True)
+    worker.start()
+    worker.join(deadline.remaining())
+    if not outcome:
+        raise SMTPTimeoutError(f"resolving {host!r} timed out", stage=Stage.DNS, host=host)
+    result = outcome[0]
+    if isinstance(result, OSError):
+        raise ConnectError(f"cannot resolve {host!r}: {result}", stage=Stage.DNS, host=host)
+    assert isinstance(result, list)
+    seen: list[Address] = []
+    for family_, _type, _proto, _name, sockaddr in result:
+        item = (family_, sockaddr)
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+class Transport:
+    """A connected stream socket (TCP or Unix), optionally wrapped in TLS.
+
+    Every call that can block takes a ``Deadline``; the socket's timeout is
+    set from what is left of it before each system call.
+    """
+
+    def __init__(self, sock: socket.socket, host: str) -> None:
+        self.sock: socket.socket | None = sock
+        self.host = host
+        self.tls: TLSInfo | None = None
+        self.peer: str = _peer_name(sock)
+        self.local_address: str | None = _local_ip(sock)
+
+    # --- opening ----------------------------------------------------------------
+
+    @classmethod
+    def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        per_address: float,
+        deadline: Deadline,
+        source_address: tuple[str, int] | None = None,
+        addresses: Sequence[Address] | None = None,
+    ) -> Transport:
+        """Connect to *host* (a name, an IP or a Unix socket path).
+
+        Each address is given *per_address* seconds, all of them together
+        *deadline*.  Addresses are tried in order; the first that connects wins.
+
+        Raises:
+            ConnectError: no address accepted the connection.
+            SMTPTimeoutError: the overall deadline passed.
+        """
+        if host.startswith("/"):
+            return cls._connect_unix(host, deadline)
+        if addresses is None:
+            dns_deadline = Deadline(min(deadline.remaining(), 30.0), Stage.DNS, deadline)
+            addresses = resolve(host, port, dns_deadline)
+        errors: list[str] = []
+        timeouts = 0
+        for family, sockaddr in addresses:
+            attempt = Deadline(per_address, Stage.CONNECT, deadline)
+            try:
+                sock = open_socket(family, sockaddr, attempt, source_address)
+            except OSError as exc:
+                timeouts += isinstance(exc, TimeoutError)
+                errors.append(f"{_format_sockaddr(sockaddr)}: {exc or type(exc).__name__}")
+                log.debug("connect to %s failed: %s", _format_sockaddr(sockaddr), exc)
+                if deadline.expired:
+                    break
+                continue
+            return cls(sock, host)
+        summary = "; ".join(errors) or "no address"
+        if errors and timeouts == len(errors):
+            raise SMTPTimeoutError(
+                f"connecting to {host} port {port} timed out: {summary}",
+                stage=Stage.CONNECT,
+                host=host,
+            )
+        raise ConnectError(
+            f"could not connect to {host} port {port}: {summary}",
+            stage=Stage.CONNECT,
+            host=host,
+        )
+
+    @classmethod
+    def _connect_unix(cls, path: str, deadline: Deadline) -> Transport:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"could not connect to {path}: {exc}", host=path) from exc
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, path)
+
+    # --- IO --------------------------------------------------------------------
+
+    def _require(self) -> socket.socket:
+        if self.sock is None:
+            raise ServerDisconnected("the connection is closed", host=self.host)
+        return self.sock
+
+    def sendall(self, data: bytes | memoryview, deadline: Deadline) -> None:
+        """Write all of *data* before *deadline* (the whole write, not each send)."""
+        sock = self._require()
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.sendall(data)
+        except (OSError, ValueError) as exc:
+            self._fail(exc, deadline.stage)
+
+    def recv(self, deadline: Deadline) -> bytes:
+        """Read what is available (at least one byte) before *deadline*.
+
+        Raises:
+            ServerDisconnected: the server closed the connection.
+            SMTPTimeoutError: nothing arrived in time.
+        """
+        sock = self._require()
+        try:
+            sock.settimeout(deadline.remaining())
+            data = sock.recv(RECV_SIZE)
+        except (OSError, ValueError) as exc:
+            self._fail(exc, deadline.stage)
+        if not data:
+            raise ServerDisconnected(
+                "the server closed the connection", stage=deadline.stage, host=self.host
+            )
+        return data
+
+    def readable(self) -> bool:
+        """True if bytes (or EOF) are waiting to be read, without blocking."""
+        sock = self.sock
+        if sock is None:
+            return False
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        try:
+            ready, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True  # let the next read report the problem
+        return bool(ready)
+
+    def start_tls(
+        self,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        deadline: Deadline,
+    ) -> TLSInfo:
+        """Wrap the socket in TLS and finish the handshake before *deadline*.
+
+        Raises:
+            CertificateVerifyError: the certificate did not verify.
+            TLSError: any other handshake failure.
+            SMTPTimeoutError: the handshake stalled.
+        """
+        sock = self._require()
+        try:
+            sock.settimeout(deadline.remaining())
+            wrapped = context.wrap_socket(
+                sock, server_hostname=server_hostname, do_handshake_on_connect=False
+            )
+            # wrap_socket detached the plain socket: the wrapper owns the fd now.
+            self.sock = wrapped
+            wrapped.do_handshake()
+        except (OSError, ValueError) as exc:
+            self._fail(exc, deadline.stage)
+        verified = context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        self.tls = tls_info(wrapped, verified=verified, server_hostname=server_hostname)
+        return self.tls
+
+    def _fail(self, exc: BaseException, stage: Stage) -> NoReturn:
+        self.close()
+        raise _translate(exc, stage, self.host) from exc
+
+    def close(self) -> None:
+        """Close the socket; safe to call any number of times."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self.sock is None
+
+
+def open_socket(
+    family: socket.AddressFamily,
+    sockaddr: object,
+    deadline: Deadline,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
+    """Open and connect one TCP socket within *deadline*; closes it on failure."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(deadline.remaining())
+        if source_address is not None:
+            sock.bind(source_address)
+        sock.connect(sockaddr)  # type: ignore[arg-type]
+        # Commands are written in complete groups: never wait for Nagle.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _format_sockaddr(sockaddr: object) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        host, port = sockaddr[0], sockaddr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(sockaddr)
+
+
+def _local_ip(sock: socket.socket) -> str | None:
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return None
+    return str(name[0]) if isinstance(name, tuple) else None
+
+
+def _peer_name(sock: socket.socket) -> str:
+    try:
+        return _format_sockaddr(sock.getpeername())
+    except OSError:
+        return "?"
