@@ -134,11 +134,16 @@ class Body:
             return
         assert self._file is not None
         self._file.seek(self._start)
-        while True:
-            block = self._file.read(BLOCK_SIZE)
-            if not block:
-                return
-            yield block
+        try:
+            while True:
+                block = self._file.read(BLOCK_SIZE)
+                if not block:
+                    return
+                yield block
+        finally:
+            # Leave the file where we found it, so the same file object can
+            # be sent again (next MX, retry, another sendmail call).
+            self._file.seek(self._start)
 
     def _iterate(self) -> Iterator[bytes]:
         assert self._iterable is not None

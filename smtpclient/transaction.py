@@ -125,17 +125,27 @@ class _Tx:
         else:
             if prefix or after_write is not None:
                 raise RuntimeError("cross-message pipelining needs PIPELINING")
-            for line, stage in zip(lines, stages, strict=True):
-                if stage is Stage.DATA_INIT and not any(r.is_positive for r in replies[1:]):
-                    break  # no recipient: do not ask for DATA
-                session._write(line, stage)
-                reply = self._check(session._read(stage), stage)
-                replies.append(reply)
-                if stage is Stage.MAIL and not reply.is_positive:
-                    break
-                if reply.code == 452 and any(r.is_positive for r in replies[1:-1]):
-                    break  # "too many recipients": the rest go in the next transaction
+            replies.append(self._ask(lines[0], Stage.MAIL))
+            if replies[0].is_positive:
+                for line in lines[1 : 1 + len(self.batch)]:
+                    reply = self._ask(line, Stage.RCPT)
+                    replies.append(reply)
+                    if (
+                        reply.code == 452
+                        and self.plan.body.reusable
+                        and any(r.is_positive for r in replies[1:])
+                    ):
+                        break  # "too many recipients": the rest go in the next transaction
+                if with_data and any(r.is_positive for r in replies[1:]):
+                    # The DATA reply is always the last; pad the unasked RCPTs.
+                    asked = len(replies)
+                    replies += [Reply(0)] * (1 + len(self.batch) - asked)
+                    replies.append(self._ask(lines[-1], Stage.DATA_INIT))
         return self._judge(replies, with_data)
+
+    def _ask(self, line: bytes, stage: Stage) -> Reply:
+        self.session._write(line, stage)
+        return self._check(self.session._read(stage), stage)
 
     def _judge(self, replies: list[Reply], with_data: bool) -> bool:
         session = self.session
@@ -149,10 +159,10 @@ class _Tx:
         rcpt_replies = replies[1 : 1 + count]
         accepted_any = any(r.is_positive for r in rcpt_replies)
         for index, (address, line) in enumerate(self.batch):
-            if index >= len(rcpt_replies):
+            reply = rcpt_replies[index] if index < len(rcpt_replies) else Reply(0)
+            if reply.code == 0:
                 self.deferred.append((address, line))  # not asked (after a 452)
                 continue
-            reply = rcpt_replies[index]
             if reply.is_positive:
                 self.accepted[address] = reply
             elif reply.code in (452, 552) and accepted_any and self.plan.body.reusable:

@@ -47,6 +47,7 @@ _ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _DOT_ATOM = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
 _DOT_ATOM_UTF8 = re.compile(rf"(?:[{_ATEXT}]|[^\x00-\x7f])+(?:\.(?:[{_ATEXT}]|[^\x00-\x7f])+)*")
 _QUOTED = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e]|[^\x00-\x7f])*"')
+_DOTS_ONLY_WRONG = re.compile(rf"[.{_ATEXT}]+")
 _LDH_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
 _ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _ESMTP_VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e]+")  # printable ASCII except "="
@@ -131,10 +132,11 @@ def _encode_local_part(local: str, *, utf8: bool) -> str:
         if _QUOTED.fullmatch(local) is None:
             raise InvalidAddressError(f"malformed quoted local part: {local!r}")
         return local
-    # Not a dot-atom (e.g. "john..doe" or a space): send it as a quoted string,
-    # which is how RFC 5321 §4.1.2 spells such local parts.
-    escaped = local.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    if _DOTS_ONLY_WRONG.fullmatch(local):
+        # Only the dots are out of place ("john..doe", "x."): such addresses
+        # exist (some carriers issue them); RFC 5321 §4.1.2 spells them quoted.
+        return f'"{local}"'
+    raise InvalidAddressError(f"malformed local part {local!r} (quote it if it is meant literally)")
 
 
 def encode_address(address: str, *, utf8: bool = False, allow_empty: bool = False) -> str:

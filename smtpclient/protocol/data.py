@@ -102,15 +102,15 @@ class DataEncoder:
 class BodyScanner:
     """Measure content as it would go on the wire (before dot-stuffing).
 
-    Attributes after ``feed``: ``size`` (octets with line ends as CRLF, the
-    figure SIZE= declares), ``eight_bit`` and ``max_line`` (longest line in
-    octets without its line end).
+    Attributes after ``feed``: ``size`` (octets with line ends as CRLF and
+    the final line terminated, the figure SIZE= declares), ``eight_bit``
+    and ``max_line`` (longest line in octets without its line end).
     """
 
-    __slots__ = ("_line", "_pending_cr", "eight_bit", "max_line", "size")
+    __slots__ = ("_line", "_pending_cr", "_size", "eight_bit", "max_line")
 
     def __init__(self) -> None:
-        self.size = 0
+        self._size = 0
         self.eight_bit = False
         self.max_line = 0
         self._line = 0  # length of the unfinished last line
@@ -128,9 +128,9 @@ class BodyScanner:
         if self._pending_cr and chunk[:1] == b"\n":
             crlf += 1
             cr += 1  # the CR of the previous chunk is counted here, not there
-            self.size -= 1
+            self._size -= 1
         # Every line end becomes two octets: bare LF and bare CR gain one.
-        self.size += len(chunk) + (lf - crlf) + (cr - crlf)
+        self._size += len(chunk) + (lf - crlf) + (cr - crlf)
         self._pending_cr = chunk.endswith(b"\r")
         if lf == 0 and cr == 0:
             self._line += len(chunk)
@@ -142,6 +142,11 @@ class BodyScanner:
         self.max_line = max(self.max_line, longest)
         self._line = len(lines[-1])
         self.max_line = max(self.max_line, self._line)
+
+    @property
+    def size(self) -> int:
+        """Octets on the wire, counting the CRLF added to an unfinished last line."""
+        return self._size + (2 if self._line else 0)
 
     @property
     def long_lines(self) -> bool:

@@ -37,7 +37,7 @@ class Recorder:
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_RCPT(
         self, server: SMTP, session: Any, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         if address in self.refuse:
@@ -46,7 +46,7 @@ class Recorder:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(  # noqa: N802
+    async def handle_DATA(
         self, server: SMTP, session: Any, envelope: Envelope
     ) -> str:
         received = Received(
@@ -74,7 +74,9 @@ class _CountingSMTP(SMTP):
 
 
 def password_authenticator(users: dict[str, str]) -> Any:
-    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if isinstance(auth_data, LoginPassword):
             user = auth_data.login.decode("utf-8")
             if users.get(user) == auth_data.password.decode("utf-8"):
