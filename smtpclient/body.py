@@ -14,11 +14,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-from smtpclient.protocol.data import BodyScanner
+from smtpclient.protocol.data import BodyScanner, canonicalise, longest_line
 
 __all__ = ["BLOCK_SIZE", "Body", "BodyInfo", "BodySource"]
 
 BLOCK_SIZE = 128 * 1024
+SMALL_BODY = 1024 * 1024  # in-memory messages up to this size are encoded in one step
 
 BodySource = bytes | bytearray | memoryview | str | BinaryIO | Iterable[bytes]
 
@@ -59,6 +60,7 @@ class Body:
         self._consumed = False
         self._declared = BodyInfo(size, eight_bit, None)
         self._info: BodyInfo | None = None
+        self._canonical: bytes | None = None
         if isinstance(source, str):
             self._bytes = source.encode("utf-8")
         elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -95,6 +97,18 @@ class Body:
         if self._iterable is not None:
             self._info = self._declared
             return self._info
+        canonical = self.canonical
+        if canonical is not None:
+            # Small in-memory message: normalise once, measure the result.
+            eight_bit = not canonical.isascii()
+            size = len(canonical) + (0 if not canonical or canonical.endswith(b"\r\n") else 2)
+            declared = self._declared
+            self._info = BodyInfo(
+                declared.size if declared.size is not None else size,
+                eight_bit if declared.eight_bit is None else declared.eight_bit or eight_bit,
+                longest_line(canonical),
+            )
+            return self._info
         scanner = BodyScanner()
         for block in self._blocks():
             scanner.feed(block)
@@ -107,6 +121,14 @@ class Body:
             scanner.max_line,
         )
         return self._info
+
+    @property
+    def canonical(self) -> bytes | None:
+        """The whole content with CRLF line ends, for small in-memory messages
+        (up to ``SMALL_BODY`` bytes); None for larger or streamed ones."""
+        if self._canonical is None and self._bytes is not None and len(self._bytes) <= SMALL_BODY:
+            self._canonical = canonicalise(self._bytes)
+        return self._canonical
 
     def blocks(self) -> Iterator[bytes]:
         """Yield the content in blocks of at most ``BLOCK_SIZE`` bytes.

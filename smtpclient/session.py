@@ -299,9 +299,14 @@ class Session:
     def _deadline(self, stage: Stage) -> Deadline:
         return Deadline.for_stage(self.timeouts, stage, self._total)
 
-    def _write(self, data: bytes, stage: Stage, *, shown: str | None = None) -> None:
-        """Send *data*; *shown* replaces it in the transcript (secrets, content)."""
+    def _write(
+        self, data: bytes, stage: Stage, *, shown: str | Callable[[], str] | None = None
+    ) -> None:
+        """Send *data*; *shown* (or what it returns) replaces it in the
+        transcript (secrets, message content)."""
         if transcript.isEnabledFor(logging.DEBUG):
+            if callable(shown):
+                shown = shown()
             text = shown if shown is not None else data.decode("utf-8", "replace").rstrip("\r\n")
             for line in text.split("\r\n"):
                 transcript.debug("%s C: %s", self.host, line)

@@ -18,6 +18,7 @@ still gets its own outcome.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Sequence
 from email.message import Message
@@ -52,8 +53,12 @@ if TYPE_CHECKING:
 __all__ = ["MAX_RECIPIENTS", "PIPELINE_WINDOW", "send_batch", "send_one"]
 
 PIPELINE_WINDOW = 100  # commands in flight before their replies are read
-MAX_RECIPIENTS = 100  # per transaction (RFC 5321 §4.5.3.1.8)
+MAX_RECIPIENTS = 100  # default per transaction (RFC 5321 §4.5.3.1.8)
 BDAT_WINDOW = 4  # BDAT chunks in flight before a reply is read
+
+
+def _content_shown(data: bytes) -> str:
+    return f"<{len(data)} octets of message content, end>"
 
 
 def _shown(lines: Sequence[bytes], prefix: int = 0) -> str:
@@ -111,7 +116,9 @@ class _Tx:
                 window = lines[start : start + PIPELINE_WINDOW]
                 head = prefix if start == 0 else b""
                 session._write(
-                    head + b"".join(window), stages[start], shown=_shown(window, len(head))
+                    head + b"".join(window),
+                    stages[start],
+                    shown=functools.partial(_shown, window, len(head)),
                 )
                 if start == 0 and after_write is not None:
                     after_write()
@@ -203,6 +210,16 @@ class _Tx:
         encoder = DataEncoder(plan.framing)
         session = self.session
         data_framing = plan.framing is Framing.DATA
+        canonical = plan.body.canonical
+        if canonical is not None and len(canonical) <= BLOCK_SIZE:
+            # A small in-memory message: one encoding step, one write.
+            tail = encoder.encode_complete(canonical)
+            if not data_framing:
+                tail = commands.bdat(len(tail), last=True) + tail
+            if hold:
+                return tail
+            session._write(tail, Stage.DATA_BLOCK, shown=_content_shown(tail))
+            return b""
         pieces: list[bytes] = []
         pending = 0
         ready: bytes | None = None  # a full BDAT chunk kept back until we know it is not the last
@@ -230,9 +247,7 @@ class _Tx:
             tail = commands.bdat(len(tail), last=True) + tail
         if hold:
             return tail
-        session._write(
-            tail, Stage.DATA_BLOCK, shown=f"<{len(tail)} octets of message content, end>"
-        )
+        session._write(tail, Stage.DATA_BLOCK, shown=_content_shown(tail))
         return b""
 
     def _guard(self, scanner: BodyScanner) -> None:

@@ -11,6 +11,7 @@ local part is refused; with it, UTF-8 is sent as is (RFC 6531).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -151,6 +152,15 @@ def encode_address(address: str, *, utf8: bool = False, allow_empty: bool = Fals
         InvalidAddressError: control characters, a malformed address, or a
             non-ASCII local part when *utf8* is False.
     """
+    # The same few addresses recur on every message a process sends:
+    # remember the answers (errors are not cached, they are raised again).
+    if not isinstance(address, str):
+        raise TypeError(f"address must be str, not {type(address).__name__}")
+    return _encode_address(address, utf8, allow_empty)
+
+
+@functools.lru_cache(maxsize=4096)
+def _encode_address(address: str, utf8: bool, allow_empty: bool) -> str:
     check_text(address, "address")
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1]

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["MAX_LINE_LENGTH", "BodyScanner", "DataEncoder", "Framing"]
+__all__ = [
+    "MAX_LINE_LENGTH",
+    "BodyScanner",
+    "DataEncoder",
+    "Framing",
+    "canonicalise",
+    "longest_line",
+]
 
 MAX_LINE_LENGTH = 998  # octets, not counting CRLF (RFC 5321 §4.5.3.1.6)
 
@@ -80,6 +87,25 @@ class DataEncoder:
             self._at_line_start = True
         return bytes(out)
 
+    def encode_complete(self, canonical: bytes) -> bytes:
+        """Encode a whole message already in canonical CRLF form, in one step.
+
+        The fast path for small in-memory messages: the same output as
+        ``feed(canonical) + finish()`` with less work.
+        """
+        if self._finished or self._pending_cr or not self._at_line_start:
+            raise RuntimeError("encode_complete() must be the only call on a DataEncoder")
+        self._finished = True
+        if self.framing is Framing.BINARY:
+            return canonical
+        tail = b"" if not canonical or canonical.endswith(b"\r\n") else b"\r\n"
+        if self.framing is Framing.BDAT:
+            return canonical + tail if tail else canonical
+        out = canonical.replace(b"\r\n.", b"\r\n..")
+        if out[:1] == b".":
+            out = b"." + out
+        return out + tail + b".\r\n"
+
     def finish(self) -> bytes:
         """Return the tail: a pending line end, a final CRLF if missing, and the
         end marker for DATA."""
@@ -97,6 +123,24 @@ class DataEncoder:
         if self.framing is Framing.DATA:
             tail += b".\r\n"
         return tail
+
+
+def canonicalise(data: bytes) -> bytes:
+    """*data* with every line end as CRLF (bare CR and bare LF converted).
+
+    Returns *data* itself when it is already canonical (no copy).
+    """
+    if b"\r" not in data:
+        return data.replace(b"\n", b"\r\n") if b"\n" in data else data
+    crlf = data.count(b"\r\n")
+    if crlf == data.count(b"\n") == data.count(b"\r"):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def longest_line(canonical: bytes) -> int:
+    """The longest line of CRLF-canonical *canonical*, in octets without CRLF."""
+    return max(map(len, canonical.split(b"\r\n")))
 
 
 class BodyScanner:

@@ -10,7 +10,7 @@ reply is a ``ProtocolError``, and the parser stays broken afterwards.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from smtpclient.errors import ProtocolError
 
@@ -20,9 +20,11 @@ __all__ = ["Reply", "ReplyLimits", "ReplyParser"]
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?= |$)")
 
 
-@dataclass(frozen=True)
+_UNSET: object = object()
+
+
 class Reply:
-    """One complete reply.
+    """One complete reply (immutable).
 
     Attributes:
         code: the three-digit reply code.
@@ -30,12 +32,66 @@ class Reply:
         enhanced: the RFC 3463 enhanced status code ("5.1.1") if the first
             line starts with one whose class matches the reply code.
         raw: the undecoded text of each line (for smtplib compatibility).
+
+    Replies read from the wire decode their text only when it is first
+    asked for: most replies are only ever looked at for their code.
     """
 
+    __slots__ = ("_enhanced", "_lines", "code", "raw")
+
     code: int
-    lines: tuple[str, ...] = ("",)
-    enhanced: str | None = None
-    raw: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
+    raw: tuple[bytes, ...]
+    _lines: tuple[str, ...] | None
+    _enhanced: str | object | None
+
+    def __init__(
+        self,
+        code: int,
+        lines: tuple[str, ...] = ("",),
+        enhanced: str | object | None = _UNSET,
+        raw: tuple[bytes, ...] = (),
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "code", code)
+        text = tuple(lines)
+        setter(self, "_lines", text)
+        setter(self, "_enhanced", _find_enhanced(code, text) if enhanced is _UNSET else enhanced)
+        setter(self, "raw", raw or tuple(line.encode("utf-8") for line in text))
+
+    @classmethod
+    def _from_wire(cls, code: int, raw: tuple[bytes, ...]) -> Reply:
+        reply = cls.__new__(cls)
+        setter = object.__setattr__
+        setter(reply, "code", code)
+        setter(reply, "raw", raw)
+        setter(reply, "_lines", None)
+        setter(reply, "_enhanced", _UNSET)
+        return reply
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Reply is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Reply is immutable")
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """The text of each line (decoded as UTF-8, undecodable bytes replaced)."""
+        lines = self._lines
+        if lines is None:
+            lines = tuple(part.decode("utf-8", "replace") for part in self.raw)
+            object.__setattr__(self, "_lines", lines)
+        return lines
+
+    @property
+    def enhanced(self) -> str | None:
+        """The enhanced status code, or None."""
+        found = self._enhanced
+        if found is _UNSET:
+            found = _find_enhanced(self.code, self.lines)
+            object.__setattr__(self, "_enhanced", found)
+        assert found is None or isinstance(found, str)
+        return found
 
     @classmethod
     def build(cls, code: int, text: str = "", enhanced: str | None = None) -> Reply:
@@ -43,7 +99,24 @@ class Reply:
         lines = tuple(text.split("\n")) if text else ("",)
         if enhanced:
             lines = (f"{enhanced} {lines[0]}".rstrip(), *lines[1:])
-        return cls(code, lines, enhanced, tuple(line.encode("utf-8") for line in lines))
+        return cls(code, lines, enhanced)
+
+    def _key(self) -> tuple[int, tuple[str, ...], str | None]:
+        return (self.code, self.lines, self.enhanced)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Reply):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Reply(code={self.code}, lines={self.lines!r}, enhanced={self.enhanced!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Reply, (self.code, self.lines, self.enhanced, self.raw))
 
     @property
     def text(self) -> str:
@@ -63,8 +136,6 @@ class Reply:
     @property
     def raw_text(self) -> bytes:
         """The lines as bytes joined with b"\\n", as smtplib reports them."""
-        if not self.raw:
-            return self.text.encode("utf-8")
         return b"\n".join(line.strip(b" \t") for line in self.raw)
 
     @property
@@ -90,14 +161,22 @@ class Reply:
     def serialise(self) -> bytes:
         """The reply as a server would send it (used by tests and the demo server)."""
         out = bytearray()
-        last = len(self.lines) - 1
-        for index, line in enumerate(self.lines):
+        lines = self.lines
+        last = len(lines) - 1
+        for index, line in enumerate(lines):
             sep = b" " if index == last else b"-"
             out += str(self.code).encode("ascii") + sep + line.encode("utf-8") + b"\r\n"
         return bytes(out)
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".rstrip()
+
+
+def _find_enhanced(code: int, lines: tuple[str, ...]) -> str | None:
+    match = _ENHANCED.match(lines[0]) if lines else None
+    if match is not None and int(match.group(1)) == code // 100:
+        return match.group(0)
+    return None
 
 
 @dataclass(frozen=True)
@@ -181,6 +260,16 @@ class ReplyParser:
     def _next_reply(self) -> Reply | None:
         limits = self.limits
         buffer = self._buffer
+        if not self._code:
+            # Fast path: a whole one-line reply ("250 Ok"), the usual case.
+            start = self._pos
+            end = buffer.find(b"\n", start)
+            if 3 < end - start <= limits.max_line_length and buffer[start + 3] == 0x20:
+                head = buffer[start : start + 3]
+                if head.isdigit() and b"200" <= head <= b"599":
+                    stop = end - 1 if buffer[end - 1] == 0x0D else end
+                    self._pos = end + 1
+                    return Reply._from_wire(int(head), (bytes(buffer[start + 4 : stop]),))
         while True:
             end = buffer.find(b"\n", self._pos)
             if end < 0:
@@ -226,12 +315,7 @@ class ReplyParser:
         self._code = 0
         self._raw = []
         self._reply_bytes = 0
-        lines = tuple(part.decode("utf-8", "replace") for part in raw)
-        enhanced = None
-        match = _ENHANCED.match(lines[0])
-        if match is not None and int(match.group(1)) == code // 100:
-            enhanced = match.group(0)
-        return Reply(code, lines, enhanced, raw)
+        return Reply._from_wire(code, raw)
 
 
 def _preview(line: bytes, limit: int = 60) -> str:
