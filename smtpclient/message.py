@@ -4,8 +4,12 @@ The envelope comes from the headers (Resent-* first, RFC 5322 §3.6.6), as
 smtplib's ``send_message`` takes it; Bcc and Resent-Bcc are removed from the
 copy that is sent.  The serialisation follows what the server negotiated:
 UTF-8 headers only with SMTPUTF8 (RFC 6531 §3.4), otherwise the 7-bit-safe
-encodings of the ``email`` package; a body line over 998 octets (RFC 5321
+encodings of the ``email`` package, with non-ASCII domains in address
+headers written as IDNA A-labels; a body line over 998 octets (RFC 5321
 §4.5.3.1.6) is re-encoded as quoted-printable or base64, never sent raw.
+On request, 8-bit parts are re-encoded the same way for a server without
+8BITMIME (RFC 6152), and a ``TLS-Required: No`` header (RFC 8689 §5) is
+added.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import email.utils
 import quopri
 from collections.abc import Iterable, Sequence
 from email.generator import BytesGenerator
+from email.headerregistry import Address, Group
 from email.message import Message
 from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from email.policy import EmailPolicy, Policy
@@ -23,11 +28,27 @@ from io import BytesIO
 
 from smtpclient.body import Body
 from smtpclient.envelope import DSN, Envelope
-from smtpclient.errors import ExtensionNotSupported, MessageContentError
+from smtpclient.errors import ExtensionNotSupported, InvalidAddressError, MessageContentError
+from smtpclient.protocol.commands import normalise_domain
 from smtpclient.protocol.data import MAX_LINE_LENGTH, BodyScanner
 from smtpclient.protocol.extensions import Extensions
 
-__all__ = ["envelope_addresses", "prepare_message", "serialise"]
+__all__ = ["ADDRESS_HEADERS", "envelope_addresses", "prepare_message", "serialise"]
+
+# Headers whose values are address lists (RFC 5322 §3.6.2, §3.6.3, §3.6.6).
+ADDRESS_HEADERS = (
+    "From",
+    "Sender",
+    "Reply-To",
+    "To",
+    "Cc",
+    "Resent-From",
+    "Resent-Sender",
+    "Resent-To",
+    "Resent-Cc",
+)
+# Content-Transfer-Encodings that may carry 8-bit octets (or that lie about it).
+_EIGHT_BIT_CTES = ("8bit", "binary", "7bit", "")
 
 
 def envelope_addresses(
@@ -75,25 +96,91 @@ def _generate(message: Message, policy: Policy) -> bytes:
     return out.getvalue()
 
 
-def _reencode_long_lines(message: Message) -> None:
-    """Give every leaf part whose lines are too long a 7-bit-safe encoding."""
+def _scan(data: bytes) -> BodyScanner:
+    scanner = BodyScanner()
+    scanner.feed(data)
+    return scanner
+
+
+def _reencode_parts(message: Message, *, long_lines: bool, eight_bit: bool) -> None:
+    """Give leaf parts a 7-bit-safe encoding (quoted-printable for text,
+    base64 otherwise): those with lines over 998 octets when *long_lines*,
+    those with 8-bit octets when *eight_bit*."""
     for part in message.walk():
         if part.is_multipart():
+            if eight_bit and part.get("Content-Transfer-Encoding", "").lower() in (
+                "8bit",
+                "binary",
+            ):
+                # A container's encoding only states what its parts use.
+                del part["Content-Transfer-Encoding"]
+                part["Content-Transfer-Encoding"] = "7bit"
             continue
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes):
             continue
-        scanner = BodyScanner()
-        scanner.feed(payload)
-        if not scanner.long_lines:
+        cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        too_long = long_lines and _scan(payload).long_lines
+        unannounced = eight_bit and not payload.isascii() and cte in _EIGHT_BIT_CTES
+        if not (too_long or unannounced):
             continue
         del part["Content-Transfer-Encoding"]
         if part.get_content_maintype() == "text":
-            part.set_payload(quopri.encodestring(payload).decode("ascii"))
+            # Text is canonically CRLF; quopri would quote a CR as =0D.
+            text = payload.replace(b"\r\n", b"\n")
+            part.set_payload(quopri.encodestring(text).decode("ascii"))
             part["Content-Transfer-Encoding"] = "quoted-printable"
         else:
             part.set_payload(payload)
             email.encoders.encode_base64(part)
+
+
+def _alabel(address: Address) -> Address:
+    if not address.username.isascii():
+        raise ExtensionNotSupported(
+            f"the header address {address.addr_spec!r} has a non-ASCII local part and the "
+            "server does not offer SMTPUTF8",
+            extension="SMTPUTF8",
+        )
+    if address.domain.isascii():
+        return address
+    try:
+        domain = normalise_domain(address.domain)
+    except InvalidAddressError as exc:
+        raise InvalidAddressError(f"invalid domain in header address {address!s}") from exc
+    return Address(address.display_name, address.username, domain)
+
+
+def _ascii_address_headers(message: Message) -> None:
+    """Rewrite non-ASCII domains in address headers as A-labels (in place).
+
+    Without SMTPUTF8 a U-label cannot appear in a header, and the email
+    package would otherwise put an encoded word inside the address.
+
+    Raises:
+        ExtensionNotSupported: a header address has a non-ASCII local part.
+    """
+    for name in ADDRESS_HEADERS:
+        values = message.get_all(name)
+        if not values or all(str(value).isascii() for value in values):
+            continue
+        rewritten: list[str] = []
+        for value in values:
+            groups = getattr(value, "groups", None)
+            if groups is None:  # a Compat32 message: plain strings
+                pairs = email.utils.getaddresses([str(value)])
+                parts = [str(_alabel(Address(n, addr_spec=a))) for n, a in pairs if a]
+            else:
+                parts = [
+                    str(Group(g.display_name, [_alabel(a) for a in g.addresses]))
+                    if g.display_name is not None
+                    else ", ".join(str(_alabel(a)) for a in g.addresses)
+                    for g in groups
+                ]
+            rewritten.append(", ".join(parts))
+        del message[name]
+        for text in rewritten:
+            message[name] = text
 
 
 def _policy_for(message: Message, utf8: bool) -> Policy:
@@ -106,32 +193,60 @@ def _policy_for(message: Message, utf8: bool) -> Policy:
     return policy.clone(linesep="\r\n")
 
 
-def serialise(message: Message, *, utf8: bool) -> bytes:
+def serialise(
+    message: Message,
+    *,
+    utf8: bool,
+    seven_bit: bool = False,
+    extra_headers: Sequence[tuple[str, str]] = (),
+) -> bytes:
     """The message as CRLF bytes, without Bcc/Resent-Bcc, lines within 998 octets.
+
+    *utf8* writes UTF-8 headers (SMTPUTF8); without it non-ASCII domains in
+    address headers become A-labels.  *seven_bit* re-encodes 8-bit parts
+    as quoted-printable or base64.  *extra_headers* replace any header of
+    the same name.  *message* itself is never modified.
 
     Raises:
         MessageContentError: a line is still too long after re-encoding (a
-            header that cannot be folded).
+            header that cannot be folded), or 8-bit octets remain with
+            *seven_bit* (raw 8-bit header bytes).
+        ExtensionNotSupported: without *utf8*, a header address has a
+            non-ASCII local part.
     """
     copied = copy.copy(message)
-    del copied["Bcc"]
-    del copied["Resent-Bcc"]
+    # A shallow copy shares the header list; deleting rebinds it, so the
+    # additions below never reach the caller's message.
+    for name in ("Bcc", "Resent-Bcc", *(name for name, _ in extra_headers)):
+        del copied[name]
+    for name, value in extra_headers:
+        copied[name] = value
+    if not utf8:
+        _ascii_address_headers(copied)
     policy = _policy_for(message, utf8)
     data = _generate(copied, policy)
-    scanner = BodyScanner()
-    scanner.feed(data)
-    if scanner.long_lines:
+    scanner = _scan(data)
+    eight_bit = seven_bit and scanner.eight_bit
+    if scanner.long_lines or eight_bit:
         copied = copy.deepcopy(copied)
-        _reencode_long_lines(copied)
+        _reencode_parts(copied, long_lines=scanner.long_lines, eight_bit=eight_bit)
         data = _generate(copied, policy)
-        scanner = BodyScanner()
-        scanner.feed(data)
+        scanner = _scan(data)
         if scanner.long_lines:
             raise MessageContentError(
                 f"the message has a line of {scanner.max_line} octets that cannot be "
                 f"re-encoded below RFC 5321's {MAX_LINE_LENGTH}"
             )
+        if seven_bit and scanner.eight_bit:
+            raise MessageContentError(
+                "the message still has 8-bit octets after re-encoding its parts "
+                "(raw 8-bit bytes in a header?)"
+            )
     return data
+
+
+def _local_part(address: str) -> str:
+    return address.rpartition("@")[0] if "@" in address else address
 
 
 def prepare_message(
@@ -144,21 +259,33 @@ def prepare_message(
     rcpt_options: Iterable[str] = (),
     dsn: DSN | None = None,
     requiretls: bool = False,
+    tls_optional: bool = False,
+    reencode_8bit: bool = False,
 ) -> tuple[Envelope, Body]:
     """Build the envelope and body for sending *message* to a server that
     offers *extensions*.
 
+    *tls_optional* adds ``TLS-Required: No`` (RFC 8689 §5).  *reencode_8bit*
+    re-encodes 8-bit parts as quoted-printable or base64 when the server
+    does not offer 8BITMIME (without it, such a message is refused before
+    MAIL by ``build_plan``).
+
     Raises:
         TypeError: *message* is not an email Message.
-        ValueError: the envelope cannot be found in the headers.
-        ExtensionNotSupported: UTF-8 headers or addresses without SMTPUTF8.
+        ValueError: the envelope cannot be found in the headers, or both
+            *requiretls* and *tls_optional* were asked for.
+        ExtensionNotSupported: a non-ASCII local part (envelope or header)
+            without SMTPUTF8.
+        MessageContentError: a line that cannot be re-encoded.
     """
     if not isinstance(message, Message):
         raise TypeError(
             f"send_message() needs an email.message.Message, not {type(message).__name__}"
         )
+    if requiretls and tls_optional:
+        raise ValueError("requiretls and tls_optional ask for opposite things (RFC 8689)")
     sender, recipients = envelope_addresses(message, from_addr, to_addrs)
-    international = not all(a.isascii() for a in [sender, *recipients])
+    international = not all(_local_part(a).isascii() for a in [sender, *recipients])
     utf8_headers = not _headers_ascii(message)
     if international and not extensions.smtputf8:
         raise ExtensionNotSupported(
@@ -166,9 +293,14 @@ def prepare_message(
             extension="SMTPUTF8",
         )
     # RFC 6531 §3.4: UTF-8 in headers only with SMTPUTF8; otherwise the email
-    # package writes RFC 2047 encoded words.
+    # package writes RFC 2047 encoded words, and domains go out as A-labels.
     utf8 = extensions.smtputf8 and (international or utf8_headers)
-    data = serialise(message, utf8=utf8)
+    data = serialise(
+        message,
+        utf8=utf8,
+        seven_bit=reencode_8bit and not extensions.eightbitmime,
+        extra_headers=[("TLS-Required", "No")] if tls_optional else (),
+    )
     envelope = Envelope.build(
         sender,
         recipients,

@@ -23,7 +23,7 @@ from smtpclient.protocol.data import MAX_LINE_LENGTH, Framing
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.tls import TLSInfo
 
-__all__ = ["Plan", "build_plan"]
+__all__ = ["Plan", "build_plan", "orcpt"]
 
 
 @dataclass
@@ -72,7 +72,42 @@ def _merge(ours: dict[str, str | None], theirs: dict[str, str | None]) -> dict[s
     return merged
 
 
-def _rcpt_params(recipient: Recipient, envelope: Envelope, dsn: bool) -> dict[str, str | None]:
+def _unitext(value: str, *, utf8: bool) -> str:
+    """RFC 6533 §3: "\\x{HEX}" for what may not appear as is, then xtext
+    unless SMTPUTF8 lets UTF-8 through (utf-8-addr-unitext)."""
+    out = []
+    for char in value:
+        special = char in "+=\\" or ord(char) <= 0x20 or ord(char) == 0x7F
+        if special or (not char.isascii() and not utf8):
+            out.append(f"\\x{{{ord(char):X}}}")
+        else:
+            out.append(char)
+    text = "".join(out)
+    return text if utf8 else commands.xtext(text)
+
+
+def orcpt(address: str, *, utf8: bool) -> str:
+    """The ORCPT value for *address* (RFC 3461 §4.2, RFC 6533 §3).
+
+    An ASCII address (or one whose only non-ASCII part is the domain, which
+    goes out as an A-label) is ``rfc822;`` + xtext; a non-ASCII local part
+    is ``utf-8;`` + unitext, raw UTF-8 only when *utf8* (SMTPUTF8).
+
+    Raises:
+        InvalidAddressError: control characters or a malformed domain.
+    """
+    commands.check_text(address, "ORCPT address")
+    local, at, domain = address.rpartition("@")
+    if at and local.isascii() and not domain.isascii():
+        address = f"{local}@{commands.normalise_domain(domain)}"
+    if address.isascii():
+        return "rfc822;" + commands.xtext(address)
+    return "utf-8;" + _unitext(address, utf8=utf8)
+
+
+def _rcpt_params(
+    recipient: Recipient, envelope: Envelope, dsn: bool, utf8: bool
+) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     if dsn:
         notify = recipient.notify or envelope.dsn.notify
@@ -80,7 +115,7 @@ def _rcpt_params(recipient: Recipient, envelope: Envelope, dsn: bool) -> dict[st
             params["NOTIFY"] = ",".join(notify)
         original = recipient.orcpt or (recipient.address if envelope.dsn.orcpt else None)
         if original:
-            params["ORCPT"] = "rfc822;" + commands.xtext(original)
+            params["ORCPT"] = orcpt(original, utf8=utf8)
     return _merge(params, dict(recipient.params))
 
 
@@ -130,7 +165,9 @@ def build_plan(
     elif info.eight_bit:
         if not ext.eightbitmime:
             raise ExtensionNotSupported(
-                "the message has 8-bit bytes and the server does not offer 8BITMIME",
+                "the message has 8-bit bytes and the server does not offer 8BITMIME "
+                "(encode it as quoted-printable or base64, or use send_message(..., "
+                "reencode_8bit=True) which does so)",
                 extension="8BITMIME",
             )
         params["BODY"] = "8BITMIME"
@@ -181,7 +218,10 @@ def build_plan(
         envelope.sender, _merge(params, dict(envelope.mail_params)), utf8=use_utf8
     )
     rcpt_lines = [
-        (r.address, commands.rcpt(r.address, _rcpt_params(r, envelope, dsn), utf8=use_utf8))
+        (
+            r.address,
+            commands.rcpt(r.address, _rcpt_params(r, envelope, dsn, use_utf8), utf8=use_utf8),
+        )
         for r in envelope.recipients
     ]
     if binary:

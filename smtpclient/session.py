@@ -120,6 +120,7 @@ class Session:
         use_chunking: bool = True,
         allow_insecure_auth: bool = False,
         reply_limits: ReplyLimits | None = None,
+        max_recipients: int = 100,
     ) -> None:
         self._transport = transport
         self._parser = ReplyParser(reply_limits)
@@ -135,6 +136,7 @@ class Session:
         self.lmtp = lmtp
         self.use_pipelining = use_pipelining
         self.use_chunking = use_chunking
+        self.max_recipients = max_recipients
         self.allow_insecure_auth = allow_insecure_auth
         self.greeting: Reply | None = None
         self.ehlo_reply: Reply | None = None
@@ -165,12 +167,17 @@ class Session:
         use_chunking: bool = True,
         allow_insecure_auth: bool = False,
         reply_limits: ReplyLimits | None = None,
+        max_recipients: int = 100,
     ) -> Session:
         """Connect, read the greeting, say EHLO (LHLO for LMTP) and apply the TLS mode.
 
         *host* may be a Unix socket path (for LMTP).  With *tls* None, port
         465 means IMPLICIT and any other port OPPORTUNISTIC (a Unix socket:
         NONE).  *sock* is an already connected socket (a proxy tunnel).
+        *use_pipelining* and *use_chunking* switch off PIPELINING and BDAT
+        even when offered; *max_recipients* caps the recipients of one
+        transaction (RFC 5321 §4.5.3.1.8 guarantees 100; more go in further
+        transactions).
 
         Raises:
             ConnectError, SMTPTimeoutError: no connection within the deadlines.
@@ -185,6 +192,8 @@ class Session:
             raise TypeError("host must be a non-empty str")
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"port must be an int between 1 and 65535, not {port!r}")
+        if not isinstance(max_recipients, int) or max_recipients < 1:
+            raise ValueError(f"max_recipients must be a positive int, not {max_recipients!r}")
         is_unix = host.startswith("/")
         mode = tls if tls is not None else (TLSMode.NONE if is_unix else default_mode(port))
         if not isinstance(mode, TLSMode):
@@ -203,6 +212,7 @@ class Session:
             "use_chunking": use_chunking,
             "allow_insecure_auth": allow_insecure_auth,
             "reply_limits": reply_limits,
+            "max_recipients": max_recipients,
         }
         context = ssl_context
         attempt = "verify"  # OPPORTUNISTIC may fall back to "unverified", then "plain"
@@ -601,16 +611,24 @@ class Session:
         rcpt_options: Iterable[str] = (),
         dsn: DSN | None = None,
         requiretls: bool = False,
+        tls_optional: bool = False,
+        reencode_8bit: bool = False,
     ) -> SendResult:
         """Send an ``email.message.Message``.
 
         The envelope comes from the headers unless given (Resent-* headers
         win when present, as RFC 5322 §3.6.6 asks); Bcc and Resent-Bcc are
         never transmitted.  The message is serialised with SMTPUTF8 when an
-        address or header needs it and the server offers it, and lines over
-        998 octets are re-encoded.
+        address or header needs it and the server offers it (otherwise
+        header domains become A-labels), and lines over 998 octets are
+        re-encoded.  *requiretls* asks for RFC 8689 REQUIRETLS;
+        *tls_optional* adds the opposite request, a ``TLS-Required: No``
+        header (RFC 8689 §5).  *reencode_8bit* re-encodes 8-bit parts as
+        quoted-printable or base64 when the server lacks 8BITMIME (without
+        it such a message raises ``ExtensionNotSupported``).
 
-        Raises: as ``sendmail``.
+        Raises: as ``sendmail``; ValueError for both *requiretls* and
+        *tls_optional*.
         """
         envelope, body = prepare_message(
             message,
@@ -621,6 +639,8 @@ class Session:
             rcpt_options=rcpt_options,
             dsn=dsn,
             requiretls=requiretls,
+            tls_optional=tls_optional,
+            reencode_8bit=reencode_8bit,
         )
         return self._run(lambda: send_one(self, envelope, body))
 

@@ -8,8 +8,9 @@ bounded (``PIPELINE_WINDOW`` commands) so that a server that stops reading
 while its replies pile up cannot deadlock us: the replies to one window
 always fit in the socket buffers.
 
-More than ``MAX_RECIPIENTS`` recipients, or a 452 "too many recipients"
-(RFC 5321 §4.5.3.1.10), start a further transaction for the rest.
+More than ``Session.max_recipients`` recipients (default ``MAX_RECIPIENTS``),
+or a 452 "too many recipients" (RFC 5321 §4.5.3.1.10), start a further
+transaction for the rest.
 
 ``send_batch`` pipelines across messages: the end of one message's content
 travels in the same write as the next message's envelope, and each message
@@ -389,7 +390,7 @@ class _Outcome:
 
 
 def _transactions(session: Session, plan: Plan, outcome: _Outcome) -> None:
-    limit = MAX_RECIPIENTS if plan.body.reusable else max(len(plan.rcpt_lines), 1)
+    limit = session.max_recipients if plan.body.reusable else max(len(plan.rcpt_lines), 1)
     batches = deque(plan.rcpt_lines[i : i + limit] for i in range(0, len(plan.rcpt_lines), limit))
     while batches:
         tx = _Tx(session, plan, batches.popleft())
@@ -493,7 +494,8 @@ def send_batch(
             outcomes[index] = exc
             continue
         try:
-            if not pipelined or len(plan.rcpt_lines) > min(MAX_RECIPIENTS, PIPELINE_WINDOW - 2):
+            one_group = min(session.max_recipients, PIPELINE_WINDOW - 2)
+            if not pipelined or len(plan.rcpt_lines) > one_group:
                 flush()
                 outcome = _Outcome(session, plan)
                 _transactions(session, plan, outcome)
