@@ -13,6 +13,7 @@ stage closes it without RSET.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -32,10 +33,12 @@ from smtpclient.errors import (
     ExtensionNotSupported,
     InsecureAuthError,
     ProtocolError,
+    ServerDisconnected,
     ServiceClosing,
     SessionBusyError,
     SessionClosedError,
     SMTPClientError,
+    SMTPTimeoutError,
     StartTLSError,
     TLSError,
     TLSRequiredError,
@@ -142,6 +145,9 @@ class Session:
         self.ehlo_reply: Reply | None = None
         self.extensions = Extensions()
         self.tls: TLSInfo | None = transport.tls
+        self._verify_error: str | None = None  # why OPPORTUNISTIC gave up verifying
+        self._plaintext_reason: str | None = None  # why OPPORTUNISTIC stayed plaintext
+        self._tls_handshake_started = False
         self.authenticated = False
         self.created = time.monotonic()
         self.last_used = self.created
@@ -199,8 +205,11 @@ class Session:
         if not isinstance(mode, TLSMode):
             raise TypeError(f"tls must be a TLSMode, not {type(mode).__name__}")
         settings = Timeouts.coerce(timeouts)
-        if server_hostname is None and not is_unix and _literal(host) is None:
-            server_hostname = host
+        if server_hostname is None and not is_unix:
+            # The certificate is checked against this name (and it is sent as
+            # SNI); an IP literal is checked against the certificate's IP
+            # entries (ssl sends no SNI for an address).
+            server_hostname = host.strip("[]") if _literal(host) is not None else host
         options: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -215,12 +224,21 @@ class Session:
             "max_recipients": max_recipients,
         }
         context = ssl_context
-        attempt = "verify"  # OPPORTUNISTIC may fall back to "unverified", then "plain"
+        # OPPORTUNISTIC (Postfix "may", RFC 7435) tries "verify", then on a
+        # new connection "unverified" (encrypt anyway, record why), then
+        # "plain" after a failed handshake -- never plaintext on a
+        # connection whose handshake broke.  One total deadline covers all.
+        attempt = "verify"
+        verify_error: str | None = None
+        plaintext_reason: str | None = None
+        total = Deadline(settings.total, Stage.CONNECT) if settings.total else None
+        may_retry = mode is TLSMode.OPPORTUNISTIC and sock is None
         while True:
-            total = Deadline(settings.total, Stage.CONNECT) if settings.total else None
             transport = cls._open_transport(host, port, settings, total, source_address, sock)
             session = cls(transport, **options)
             session._total = total
+            session._verify_error = verify_error
+            session._plaintext_reason = plaintext_reason
             try:
                 if mode is TLSMode.IMPLICIT:
                     session._start_tls_now(context or verifying_context())
@@ -229,29 +247,30 @@ class Session:
                     if attempt == "unverified":
                         context = unverified_context(ssl_context)
                     session._upgrade(mode, context)
-            except StartTLSError:
+            except StartTLSError as exc:
                 if mode is TLSMode.OPPORTUNISTIC and session._state is SessionState.READY:
-                    log.info("%s refused STARTTLS; continuing without TLS", host)
+                    # RFC 3207 §4: after a refusal the plaintext session goes on.
+                    code = exc.reply.code if exc.reply is not None else "?"
+                    session._plaintext_reason = f"the server answered STARTTLS with {code}"
+                    log.info("%s refused STARTTLS (%s); continuing without TLS", host, code)
                     session._total = None
                     return session
                 session._abort()
                 raise
-            except CertificateVerifyError:
+            except CertificateVerifyError as exc:
                 session._abort()
-                if mode is TLSMode.OPPORTUNISTIC and sock is None and attempt == "verify":
-                    log.info("%s: certificate did not verify; encrypting without it", host)
+                if may_retry and attempt == "verify":
+                    log.info("%s: %s; reconnecting to encrypt without verifying", host, exc.message)
+                    verify_error = exc.message
                     attempt = "unverified"
                     continue
                 raise
-            except TLSError as exc:
+            except (TLSError, SMTPTimeoutError, ServerDisconnected) as exc:
                 session._abort()
-                if (
-                    mode is TLSMode.OPPORTUNISTIC
-                    and sock is None
-                    and attempt != "plain"
-                    and not isinstance(exc, TLSRequiredError)
-                ):
-                    log.info("%s: TLS handshake failed (%s); reconnecting without TLS", host, exc)
+                tls_broke = session._tls_handshake_started and not isinstance(exc, TLSRequiredError)
+                if may_retry and attempt != "plain" and tls_broke:
+                    log.info("%s: TLS failed (%s); reconnecting without TLS", host, exc.message)
+                    plaintext_reason = f"TLS failed on an earlier connection: {exc.message}"
                     attempt = "plain"
                     continue
                 raise
@@ -302,6 +321,7 @@ class Session:
                 stage=Stage.STARTTLS,
                 host=self.host,
             )
+        self._plaintext_reason = "the server did not offer STARTTLS"
         log.info("%s does not offer STARTTLS; continuing without TLS", self.host)
 
     # --- the wire ------------------------------------------------------------------
@@ -440,14 +460,27 @@ class Session:
         return self._hello()
 
     def _start_tls_now(self, context: ssl.SSLContext) -> None:
-        self.tls = self._transport.start_tls(
+        """Handshake now (implicit TLS, or after a 220 to STARTTLS).
+
+        Raises:
+            ValueError: the context checks host names but there is no name.
+            CertificateVerifyError, TLSError, SMTPTimeoutError: the handshake failed.
+        """
+        if context.check_hostname and not self.server_hostname:
+            raise ValueError("this ssl_context checks host names: pass server_hostname=")
+        self._tls_handshake_started = True
+        info = self._transport.start_tls(
             context, self.server_hostname, self._deadline(Stage.STARTTLS)
         )
+        if not info.verified and self._verify_error is not None:
+            info = dataclasses.replace(info, verify_error=self._verify_error)
+        self.tls = info
 
     def _starttls(self, context: ssl.SSLContext) -> None:
         check_allowed("starttls", self._state)
         if self.tls is not None:
             raise RuntimeError("TLS is already active on this session")
+        self._check_unsolicited(Stage.STARTTLS)
         reply = self._command(commands.starttls(), Stage.STARTTLS)
         if reply.code != 220:
             raise StartTLSError(reply=reply, stage=Stage.STARTTLS, host=self.host)
@@ -514,11 +547,13 @@ class Session:
 
         Raises: as ``login``.
         """
-        if callable(credentials) and not isinstance(credentials, sasl.Credentials):
-            credentials = credentials()
         return self._authenticate(credentials, mechanism)
 
-    def _authenticate(self, credentials: sasl.Credentials, mechanism: str | None) -> Reply:
+    def _authenticate(
+        self,
+        credentials: sasl.Credentials | Callable[[], sasl.Credentials],
+        mechanism: str | None,
+    ) -> Reply:
         check_allowed("auth", self._state)
         if not self.allow_insecure_auth and not (self.tls is not None and self.tls.verified):
             raise InsecureAuthError(self._insecure_auth_reason(), stage=Stage.AUTH, host=self.host)
@@ -526,6 +561,10 @@ class Session:
             raise ExtensionNotSupported(
                 "the server does not offer AUTH", extension="AUTH", host=self.host
             )
+        if callable(credentials) and not isinstance(credentials, sasl.Credentials):
+            # A provider: asked only now, when the secret is about to be used.
+            credentials = credentials()
+        self._check_unsolicited(Stage.AUTH)
         reply = sasl.run(self, credentials, mechanism)
         self.authenticated = True
         return reply
@@ -533,11 +572,15 @@ class Session:
     def _insecure_auth_reason(self) -> str:
         if self.tls is None:
             why = "the session is not encrypted"
-            if not self.extensions.starttls:
+            if self._plaintext_reason:
+                why += f" ({self._plaintext_reason})"
+            elif not self.extensions.starttls:
                 why += " (the server did not offer STARTTLS)"
             fix = "connect with tls=TLSMode.STARTTLS (port 587) or tls=TLSMode.IMPLICIT (port 465)"
         else:
             why = "the server's TLS certificate was not verified"
+            if self.tls.verify_error:
+                why += f" ({self.tls.verify_error})"
             fix = "pass ssl_context= with the CA that signed it"
         return (
             f"refusing to send credentials: {why}; {fix}, or pass allow_insecure_auth=True "

@@ -9,11 +9,13 @@ when the socket was opened to a pre-resolved IP address.
 from __future__ import annotations
 
 import enum
+import os
 import ssl
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import certifi
+
+from smtpclient.certinfo import summarize
 
 __all__ = [
     "TLSInfo",
@@ -53,23 +55,29 @@ def default_mode(port: int) -> TLSMode:
 
 def verifying_context(
     *,
-    cafile: str | None = None,
-    capath: str | None = None,
-    certfile: str | None = None,
-    keyfile: str | None = None,
+    cafile: str | os.PathLike[str] | None = None,
+    capath: str | os.PathLike[str] | None = None,
+    cadata: str | bytes | None = None,
+    certfile: str | os.PathLike[str] | None = None,
+    keyfile: str | os.PathLike[str] | None = None,
     password: str | None = None,
 ) -> ssl.SSLContext:
-    """A client context that verifies: certifi's CAs (or *cafile*/*capath*),
-    CERT_REQUIRED, host name checked, TLS 1.2 minimum; optionally a client
-    certificate (*certfile*, *keyfile*)."""
+    """A client context that verifies: CERT_REQUIRED, host name checked, TLS
+    1.2 minimum, trusting certifi's CA bundle -- or, when *cafile*, *capath*
+    or *cadata* is given, only those CAs (a private CA should not widen
+    into "any public CA too").  *certfile*/*keyfile* add a client certificate.
+
+    Raises:
+        OSError, ssl.SSLError: a file is missing or not a certificate/key.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8996, RFC 8997
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
-    if cafile is None and capath is None:
+    if cafile is None and capath is None and cadata is None:
         context.load_verify_locations(cafile=certifi.where())
     else:
-        context.load_verify_locations(cafile=cafile, capath=capath)
+        context.load_verify_locations(cafile=cafile, capath=capath, cadata=cadata)
     if certfile is not None:
         context.load_cert_chain(certfile, keyfile, password)
     return context
@@ -77,12 +85,22 @@ def verifying_context(
 
 def unverified_context(base: ssl.SSLContext | None = None) -> ssl.SSLContext:
     """A context that encrypts without verifying: the second try of
-    OPPORTUNISTIC mode after a certificate failed verification."""
+    OPPORTUNISTIC mode after a certificate failed verification.
+
+    It keeps *base*'s protocol bounds (never below TLS 1.2); a client
+    certificate loaded into *base* cannot be copied (``ssl`` offers no way),
+    so a caller who needs one with unverifiable servers passes a
+    non-verifying context of their own.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     minimum = base.minimum_version if base is not None else ssl.TLSVersion.TLSv1_2
+    if minimum in (ssl.TLSVersion.MINIMUM_SUPPORTED, ssl.TLSVersion.MAXIMUM_SUPPORTED):
+        minimum = ssl.TLSVersion.TLSv1_2
     context.minimum_version = max(minimum, ssl.TLSVersion.TLSv1_2)
+    if base is not None and base.maximum_version is not ssl.TLSVersion.MAXIMUM_SUPPORTED:
+        context.maximum_version = base.maximum_version
     return context
 
 
@@ -95,10 +113,14 @@ class TLSInfo:
         cipher: cipher suite name.
         verified: True when the certificate chain and host name were verified.
         peer_subject: the certificate's subject as "CN=mx.example.com, O=...",
-            when verified (an unverified certificate is not decoded).
+            also for an unverified certificate (read from its DER bytes).
         peer_issuer: the issuer, formatted the same way.
-        not_after: the certificate's expiry as OpenSSL prints it.
+        not_before, not_after: the validity period as OpenSSL prints it
+            ("Jun  1 12:00:00 2030 GMT"; ``ssl.cert_time_to_seconds`` reads it).
         server_hostname: the name that was verified (or would have been).
+        verify_error: why verification failed, when an OPPORTUNISTIC session
+            fell back to an unverified handshake (e.g. "certificate has expired").
+        peer_certificate: the certificate's DER bytes, for tools that decode it.
     """
 
     version: str
@@ -108,38 +130,38 @@ class TLSInfo:
     peer_issuer: str | None = None
     not_after: str | None = None
     server_hostname: str | None = None
-    peer_certificate: bytes | None = None  # DER, for tools that decode it
+    peer_certificate: bytes | None = field(default=None, repr=False)
+    not_before: str | None = None
+    verify_error: str | None = None
+
+    def __str__(self) -> str:
+        state = "verified" if self.verified else "NOT verified"
+        if self.verify_error:
+            state += f" ({self.verify_error})"
+        return f"{self.version} {self.cipher}, certificate {state}"
 
 
-def _format_name(name: Any) -> str | None:
-    if not name:
-        return None
-    parts = []
-    for rdn in name:
-        for key, value in rdn:
-            short = {
-                "commonName": "CN",
-                "organizationName": "O",
-                "countryName": "C",
-                "organizationalUnitName": "OU",
-                "localityName": "L",
-                "stateOrProvinceName": "ST",
-            }.get(key, key)
-            parts.append(f"{short}={value}")
-    return ", ".join(parts)
-
-
-def tls_info(sock: ssl.SSLSocket, *, verified: bool, server_hostname: str | None) -> TLSInfo:
-    """Describe an established TLS connection."""
+def tls_info(
+    sock: ssl.SSLSocket,
+    *,
+    verified: bool,
+    server_hostname: str | None,
+    verify_error: str | None = None,
+) -> TLSInfo:
+    """Describe an established TLS connection (the certificate is described
+    whether or not it was verified)."""
     cipher = sock.cipher()
-    cert: dict[str, Any] = dict(sock.getpeercert() or {}) if verified else {}
+    der = sock.getpeercert(binary_form=True)
+    summary = summarize(der)
     return TLSInfo(
         version=sock.version() or "",
         cipher=cipher[0] if cipher else "",
         verified=verified,
-        peer_subject=_format_name(cert.get("subject")),
-        peer_issuer=_format_name(cert.get("issuer")),
-        not_after=cert.get("notAfter"),
+        peer_subject=summary.subject if summary else None,
+        peer_issuer=summary.issuer if summary else None,
+        not_after=summary.not_after if summary else None,
         server_hostname=server_hostname,
-        peer_certificate=sock.getpeercert(binary_form=True),
+        peer_certificate=der,
+        not_before=summary.not_before if summary else None,
+        verify_error=verify_error,
     )
