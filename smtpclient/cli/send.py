@@ -1,0 +1,280 @@
+"""``smtpclient send``: one message through a server, straight to MX hosts, or in bulk."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+from smtpclient.cli.common import (
+    EX_UNAVAILABLE,
+    CommandError,
+    ServerAddress,
+    add_tls_options,
+    connection_settings,
+    error,
+    fail,
+    parse_server,
+    read_password,
+)
+from smtpclient.cli.compose import Composed, compose
+from smtpclient.cli.outcomes import Outcome, exit_code, from_error, from_report, from_result
+from smtpclient.cli.outcomes import print_outcomes as show
+from smtpclient.cli.transcript import transcript
+from smtpclient.envelope import DSN
+from smtpclient.errors import (
+    CertificateVerifyError,
+    ConnectError,
+    InsecureAuthError,
+    SMTPClientError,
+    TLSRequiredError,
+)
+from smtpclient.session import Session
+
+__all__ = ["dsn_from", "hint_for", "register", "run"]
+
+EXAMPLES = """\
+examples:
+  smtpclient send --server smtp.example.com:587 --tls starttls --user me@example.com \\
+      --from me@example.com --to you@example.org --subject hi --body "hello"
+  echo "disk full" | smtpclient send --server localhost:25 --tls none \\
+      --from cron@example.com --to ops@example.com --subject alert
+  smtpclient send --server mail.example.com --eml message.eml --transcript
+  smtpclient send --direct --from me@example.com --to you@example.org --body-file note.txt
+  smtpclient send --server smtp.example.com --user me@example.com \\
+      --bulk recipients.csv --template newsletter.eml --concurrency 4 --report out.csv
+
+The password comes from $SMTPCLIENT_PASSWORD, or a prompt that does not echo.
+Exit codes: 0 all accepted, 79 partial, 75 try later, 69 refused, 77 auth,
+64 usage, 65 bad input, 66 missing file (see `smtpclient --help`).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``send`` to the command line."""
+    parser = subparsers.add_parser(
+        "send",
+        help="send a message (or many, with --bulk)",
+        description="Send a message through a mail server (--server) or straight to the "
+        "recipients' MX hosts (--direct), and print each recipient's outcome.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    message = parser.add_argument_group("message")
+    message.add_argument("--from", dest="sender", metavar="ADDRESS", help="the sender")
+    for option, what in (("--to", "a recipient"), ("--cc", "a copy"), ("--bcc", "a blind copy")):
+        message.add_argument(
+            option, action="append", metavar="ADDRESS", help=f"{what} (repeatable)"
+        )
+    message.add_argument("--subject", help="the Subject header")
+    message.add_argument("--body", metavar="TEXT", help="the body text (default: read stdin)")
+    message.add_argument("--body-file", metavar="FILE", help="read the body from FILE (- stdin)")
+    message.add_argument("--attach", action="append", metavar="FILE", help="attach (repeatable)")
+    message.add_argument(
+        "--header", action="append", metavar="'NAME: VALUE'", help="add a header (repeatable)"
+    )
+    message.add_argument("--eml", metavar="FILE", help="send this ready RFC 5322 message")
+
+    where = parser.add_argument_group("where to send")
+    where.add_argument(
+        "--server", metavar="HOST[:PORT]", help="the mail server (port 587 unless given)"
+    )
+    where.add_argument(
+        "--direct", action="store_true", help="deliver to each recipient domain's MX hosts"
+    )
+    where.add_argument("--user", metavar="NAME", help="log in as NAME (AUTH)")
+    where.add_argument(
+        "--allow-insecure-auth",
+        action="store_true",
+        help="allow AUTH without verified TLS (the password can be read on the network)",
+    )
+    add_tls_options(
+        parser,
+        default_help="none, opportunistic (STARTTLS when offered), starttls (required) or "
+        "implicit (TLS from the first byte). Default: implicit on port 465, else "
+        "opportunistic",
+    )
+
+    dsn = parser.add_argument_group("delivery status notifications (RFC 3461)")
+    dsn.add_argument("--dsn-notify", metavar="WHEN", help="NEVER, or SUCCESS,FAILURE,DELAY")
+    dsn.add_argument("--dsn-ret", choices=["FULL", "HDRS", "full", "hdrs"], help="what to return")
+    dsn.add_argument("--dsn-envid", metavar="ID", help="an envelope id quoted in reports")
+    dsn.add_argument("--dsn-orcpt", action="store_true", help="send ORCPT for each recipient")
+
+    bulk = parser.add_argument_group("bulk sending")
+    bulk.add_argument("--bulk", metavar="CSV", help="recipients, one row each ('email' column)")
+    bulk.add_argument("--template", metavar="EML", help="the message; ${column} is replaced")
+    bulk.add_argument(
+        "--concurrency", type=int, default=4, metavar="N", help="connections at once (4)"
+    )
+    bulk.add_argument("--report", metavar="FILE", help="write every recipient's outcome as CSV")
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--transcript", action="store_true", help="print the SMTP conversation (secrets hidden)"
+    )
+    output.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    parser.set_defaults(handler=run)
+
+
+def dsn_from(args: argparse.Namespace) -> DSN | None:
+    """The DSN options given, or None.
+
+    Raises:
+        CommandError: an option RFC 3461 does not allow (EX_USAGE).
+    """
+    if not (args.dsn_notify or args.dsn_ret or args.dsn_envid or args.dsn_orcpt):
+        return None
+    notify = None
+    if args.dsn_notify:
+        notify = tuple(part.strip() for part in args.dsn_notify.split(",") if part.strip())
+    try:
+        return DSN(ret=args.dsn_ret, envid=args.dsn_envid, notify=notify, orcpt=args.dsn_orcpt)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def hint_for(exc: BaseException, server: ServerAddress | None) -> str | None:
+    """What the user can do about *exc*, in one sentence."""
+    if isinstance(exc, ConnectError) and server is not None:
+        return (
+            f"is a mail server listening at {server}? To deliver straight to the "
+            "recipients' mail servers instead, use --direct"
+        )
+    if isinstance(exc, InsecureAuthError):
+        return (
+            "use --tls starttls (port 587) or --tls implicit (port 465), --cafile for a "
+            "private CA, or --allow-insecure-auth if you accept the risk"
+        )
+    if isinstance(exc, CertificateVerifyError):
+        return "trust a private CA with --cafile PEM; name the certificate's host with --tls-name"
+    if isinstance(exc, TLSRequiredError):
+        return "the server offers no STARTTLS; --tls opportunistic sends without it"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send one message (or hand over to bulk sending) and print each outcome."""
+    if args.bulk or args.template:
+        from smtpclient.cli.bulk import run_bulk  # noqa: PLC0415 - only bulk needs it
+
+        return run_bulk(args)
+    server = _target(args)
+    composed = compose(args)
+    dsn = dsn_from(args)
+    password = read_password(args.user, str(server)) if args.user else None
+    secrets = [password] if password else []
+    with transcript(args.transcript, show_host=server is None, secrets=secrets):
+        if server is None:
+            outcomes = deliver_direct(composed, dsn)
+        else:
+            outcomes = _relay(args, server, composed, dsn, password)
+    if not args.quiet:
+        show(outcomes, sys.stdout)
+    return exit_code(outcomes)
+
+
+def _target(args: argparse.Namespace) -> ServerAddress | None:
+    if args.server and args.direct:
+        fail("give --server or --direct, not both")
+    if args.direct:
+        if args.user:
+            fail("--user logs in to a --server; direct delivery does not log in")
+        return None
+    if not args.server:
+        fail(
+            "no server given: use --server HOST[:PORT] to send through a mail server, "
+            "or --direct to deliver to the recipients' MX hosts"
+        )
+    return parse_server(args.server)
+
+
+def _relay(
+    args: argparse.Namespace,
+    server: ServerAddress,
+    composed: Composed,
+    dsn: DSN | None,
+    password: str | None,
+) -> list[Outcome]:
+    settings = connection_settings(args)
+    try:
+        with Session.connect(
+            server.host,
+            server.port,
+            tls=settings.tls,
+            ssl_context=settings.ssl_context,
+            server_hostname=settings.server_hostname,
+            timeouts=settings.timeouts,
+            local_hostname=settings.local_hostname,
+            allow_insecure_auth=args.allow_insecure_auth,
+        ) as session:
+            if args.user and password is not None:
+                session.login(args.user, password)
+            result = session.send_message(
+                composed.message, composed.sender, list(composed.recipients), dsn=dsn
+            )
+    except (SMTPClientError, ValueError, TypeError) as exc:
+        report_error(exc, server)
+        return from_error(exc, composed.recipients)
+    return from_result(result)
+
+
+def report_error(exc: BaseException, server: ServerAddress | None) -> None:
+    """Print *exc* and a hint on stderr."""
+    error(str(exc))
+    hint = hint_for(exc, server)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def deliver_direct(composed: Composed, dsn: DSN | None, **options: Any) -> list[Outcome]:
+    """Deliver to the recipients' MX hosts with ``smtpclient.deliver``.
+
+    Raises:
+        CommandError: direct delivery is not part of this installation.
+    """
+    from smtpclient.cli.senders import optional  # noqa: PLC0415 - senders imports send
+
+    call: Callable[..., Any] | None = optional("smtpclient.delivery", "deliver")
+    if call is None:
+        raise CommandError("direct delivery is not available in this installation", EX_UNAVAILABLE)
+    accepted = inspect.signature(call).parameters
+    kwargs: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "sender": composed.sender,
+            "recipients": list(composed.recipients),
+            "dsn": dsn,
+            **options,
+        }.items()
+        if key in accepted and value is not None
+    }
+    message = composed.message
+    if "recipients" not in kwargs:
+        message = _with_bcc(message, composed.recipients)
+    try:
+        report = call(message, **kwargs)
+    except (SMTPClientError, ValueError, TypeError) as exc:
+        report_error(exc, None)
+        return from_error(exc, composed.recipients)
+    return from_report(report)
+
+
+def _with_bcc(message: EmailMessage, recipients: tuple[str, ...]) -> EmailMessage:
+    """Name blind copies in a Bcc header (removed before sending) when the
+    envelope can only come from the headers."""
+    import email.utils  # noqa: PLC0415
+
+    shown = {
+        addr.lower()
+        for _, addr in email.utils.getaddresses(
+            [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
+        )
+    }
+    hidden = [r for r in recipients if r.lower() not in shown]
+    if hidden:
+        message["Bcc"] = ", ".join(hidden)
+    return message
