@@ -130,6 +130,18 @@ class Body:
             self._canonical = canonicalise(self._bytes)
         return self._canonical
 
+    def octets(self) -> int | None:
+        """The content's length exactly as given, without line-end
+        conversion (what BINARYMIME sends); for an iterable, the declared
+        size (None if none was declared)."""
+        if self._bytes is not None:
+            return len(self._bytes)
+        if self._file is not None:
+            end = self._file.seek(0, io.SEEK_END)
+            self._file.seek(self._start)
+            return end - self._start
+        return self._declared.size
+
     def blocks(self) -> Iterator[bytes]:
         """Yield the content in blocks of at most ``BLOCK_SIZE`` bytes.
 

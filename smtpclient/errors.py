@@ -135,11 +135,14 @@ class SMTPClientError(smtplib.SMTPException):
 
     def __str__(self) -> str:
         parts = []
+        message = self.message
         if self.reply is not None:
             parts.append(f"{self.reply.code}")
             if self.reply.enhanced:
                 parts.append(self.reply.enhanced)
-        parts.append(_safe(self.message))
+                # The reply's text starts with the same code: say it once.
+                message = message.removeprefix(self.reply.enhanced + " ")
+        parts.append(_safe(message))
         context = []
         if self.stage is not None:
             context.append(f"stage={self.stage}")

@@ -179,13 +179,15 @@ def build_plan(
         else:
             check_eight_bit = True
     limit = ext.max_size
-    if info.size is not None:
-        if limit is not None and info.size > limit:
+    # BINARYMIME sends the octets as they are; otherwise line ends become CRLF.
+    size = body.octets() if binary else info.size
+    if size is not None:
+        if limit is not None and size > limit:
             raise MessageTooLarge(
-                f"the message is {info.size} octets; the server accepts at most {limit}"
+                f"the message is {size} octets; the server accepts at most {limit}"
             )
         if "SIZE" in ext:
-            params["SIZE"] = str(info.size)
+            params["SIZE"] = str(size)
     # Non-ASCII domains alone go out as A-labels: more servers down the
     # line can take them than can take SMTPUTF8.
     use_utf8 = utf8_needed

@@ -211,7 +211,8 @@ class _Tx:
         encoder = DataEncoder(plan.framing)
         session = self.session
         data_framing = plan.framing is Framing.DATA
-        canonical = plan.body.canonical
+        # BINARYMIME content goes out exactly as given, never canonicalised.
+        canonical = plan.body.canonical if plan.framing is not Framing.BINARY else None
         if canonical is not None and len(canonical) <= BLOCK_SIZE:
             # A small in-memory message: one encoding step, one write.
             tail = encoder.encode_complete(canonical)

@@ -153,3 +153,18 @@ def test_declared_size_is_what_bdat_sends(data: bytes) -> None:
     wire = b"".join(encoder.feed(block) for block in body.blocks()) + encoder.finish()
     assert body.info().size == len(wire)
     assert Body(io.BytesIO(data)).info() == body.info()
+
+
+@pytest.mark.parametrize(
+    ("source", "declared", "octets"),
+    [
+        (b"a\nb\r", None, 4),  # as given: no line ends added
+        (io.BytesIO(b"xx\x00\n"), None, 4),
+        (iter([b"abc"]), 10, 10),  # an iterable: only what was declared
+        (iter([b"abc"]), None, None),
+    ],
+)
+def test_octets_are_the_length_as_given(
+    source: object, declared: int | None, octets: int | None
+) -> None:
+    assert Body(source, size=declared).octets() == octets  # type: ignore[arg-type]
