@@ -1,0 +1,130 @@
+"""``smtpclient mx DOMAIN``: where mail for a domain goes, in the order it is tried.
+
+It prints the mail hosts (MX records after CNAMEs, equal preferences
+shuffled, or the implicit MX when there are none) with their addresses,
+then the connection targets exactly as ``smtpclient.deliver`` would try
+them: families interleaved within each preference level and capped at
+``--max-addresses``.  No connection is made.
+
+Exit status: 0 with targets; 69 when the domain cannot get mail (NXDOMAIN,
+null MX, no address); 75 when DNS failed or timed out (try again later);
+65 for a malformed domain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from typing import Any
+
+from smtpclient.cli.common import EX_OK, error, exit_code_for
+from smtpclient.errors import SMTPClientError, UsageError
+from smtpclient.resolver import Resolver
+from smtpclient.targets import FAMILY_POLICIES, MailHost, Target, plan_targets
+
+__all__ = ["register", "run"]
+
+EXAMPLES = """\
+examples:
+  smtpclient mx example.com
+  smtpclient mx bücher.example --family ipv4
+  smtpclient mx example.test --nameserver 127.0.0.1 --dns-port 5300 --seed 1 --json
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``mx`` to the command line."""
+    parser = subparsers.add_parser(
+        "mx",
+        help="show a domain's mail hosts and the order their addresses are tried",
+        description="Look up a domain's MX hosts (RFC 5321 §5.1, RFC 7505) and print the "
+        "hosts and the connection targets in the order direct delivery tries them. "
+        "No connection is made.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("domain", metavar="DOMAIN", help="the domain (IDN names are fine)")
+    parser.add_argument(
+        "--nameserver",
+        action="append",
+        metavar="IP",
+        help="ask this DNS server instead of the system's (repeat for more)",
+    )
+    parser.add_argument("--dns-port", type=int, default=53, metavar="PORT", help="default 53")
+    parser.add_argument(
+        "--family", choices=FAMILY_POLICIES, default="any", help="address families to use"
+    )
+    parser.add_argument(
+        "--prefer", choices=("ipv6", "ipv4"), default="ipv6", help="the family tried first"
+    )
+    parser.add_argument(
+        "--max-addresses",
+        type=int,
+        default=5,
+        metavar="N",
+        help="at most N targets, as delivery does (default 5; 0: all)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="DNS time budget"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed the shuffle of equal preferences"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=run)
+
+
+def _as_json(domain: str, hosts: list[MailHost], targets: list[Target]) -> dict[str, Any]:
+    return {
+        "domain": domain,
+        "implicit_mx": any(host.implicit for host in hosts),
+        "hosts": [
+            {"name": h.name, "preference": h.preference, "addresses": list(h.addresses)}
+            for h in hosts
+        ],
+        "targets": [
+            {"address": t.address, "host": t.host, "preference": t.preference} for t in targets
+        ],
+    }
+
+
+def _print(domain: str, hosts: list[MailHost], targets: list[Target], cap: int) -> None:
+    if any(host.implicit for host in hosts):
+        print(f"{domain}: no MX records; the domain's own address is its mail host (implicit MX)")
+    else:
+        print(f"{domain}: mail hosts, in the order they are tried")
+    width = max(len(host.name) for host in hosts)
+    for host in hosts:
+        print(f"  {host.preference:>5}  {host.name:<{width}}  {' '.join(host.addresses)}")
+    limit = f"at most {cap}" if cap else "no limit"
+    print(f"targets ({limit}), in connection order:")
+    wide = max(len(target.address) for target in targets)
+    for number, target in enumerate(targets, 1):
+        print(f"  {number:>3}. {target.address:<{wide}}  {target.host} ({target.preference})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Look the domain up and print what was found; return the exit code."""
+    try:
+        resolver = Resolver(
+            nameservers=args.nameserver,
+            port=args.dns_port,
+            lifetime=args.timeout,
+            family=args.family,
+            prefer=args.prefer,
+            max_addresses=args.max_addresses,
+            rng=random.Random(args.seed) if args.seed is not None else None,  # noqa: S311
+        )
+        hosts = resolver.mail_hosts(args.domain)
+    except (SMTPClientError, UsageError, ValueError, TypeError) as exc:
+        error(f"{args.domain}: {exc}")
+        return exit_code_for(exc)
+    targets = plan_targets(hosts, prefer=args.prefer, max_addresses=args.max_addresses)
+    if args.json:
+        json.dump(_as_json(args.domain, hosts, targets), sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        _print(args.domain, hosts, targets, args.max_addresses)
+    return EX_OK

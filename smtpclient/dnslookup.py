@@ -1,0 +1,230 @@
+"""The DNS layer under the resolver: one cached query at a time, errors named.
+
+``query()`` asks dnspython for one record type, follows CNAMEs (dnspython
+does), and keeps the answer -- or the NXDOMAIN / no-data answer -- in the
+cache for its TTL.  SERVFAIL, REFUSED and timeouts become transient errors
+and are never cached.  Each error carries a locally made ``Reply`` so that a
+delivery report can give every DNS failure a code and an enhanced status.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.resolver
+
+from smtpclient.dnscache import DNSCache
+from smtpclient.errors import (
+    InvalidAddressError,
+    PermanentError,
+    SMTPClientError,
+    SMTPTimeoutError,
+    TransientError,
+)
+from smtpclient.protocol.commands import normalise_domain
+from smtpclient.protocol.reply import Reply
+from smtpclient.protocol.state import Stage
+
+__all__ = [
+    "Budget",
+    "DNSError",
+    "DNSTimeoutError",
+    "DomainNotFound",
+    "MailLoopError",
+    "NoMailHostError",
+    "NullMXError",
+    "PermanentDNSError",
+    "Records",
+    "TransientDNSError",
+    "address_literal",
+    "ascii_name",
+    "dns_error",
+    "query",
+]
+
+_NEGATIVE_TTL_UNKNOWN = 30.0
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class DNSError(SMTPClientError):
+    """Finding the mail hosts failed; ``host`` is the name looked up,
+    ``reply`` a locally made reply with the status to report."""
+
+
+class TransientDNSError(DNSError, TransientError):
+    """DNS could not answer now (SERVFAIL, REFUSED, no nameserver): try again later."""
+
+
+class DNSTimeoutError(TransientDNSError, SMTPTimeoutError):
+    """No answer within the resolver's overall ``lifetime``."""
+
+
+class PermanentDNSError(DNSError, PermanentError):
+    """DNS answered, and the answer means this domain cannot get mail."""
+
+
+class DomainNotFound(PermanentDNSError):
+    """The domain does not exist (NXDOMAIN)."""
+
+
+class NullMXError(PermanentDNSError):
+    """The domain publishes a null MX (RFC 7505): it accepts no mail."""
+
+
+class NoMailHostError(PermanentDNSError):
+    """There is no address to deliver to: the MX hosts have none, or the
+    domain has neither MX nor A/AAAA records."""
+
+
+class MailLoopError(PermanentDNSError):
+    """Only our own host, or worse-preference hosts, are in the MX list."""
+
+
+def dns_error(
+    cls: type[DNSError], message: str, name: str, code: int, enhanced: str
+) -> DNSError:
+    """An error of class *cls* carrying a locally made reply (*code*, *enhanced*)."""
+    return cls(message, reply=Reply.build(code, message, enhanced), stage=Stage.DNS, host=name)
+
+
+# --- lookups --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Records:
+    """One DNS answer as the cache keeps it."""
+
+    canonical: str  # the name at the end of any CNAME chain
+    values: tuple[Any, ...]  # MX: (preference, exchange); A/AAAA: address strings
+    exists: bool = True  # False: NXDOMAIN
+
+
+class Budget:
+    """One overall time limit for all the queries of one lookup."""
+
+    def __init__(self, seconds: float, name: str) -> None:
+        self.expires = time.monotonic() + seconds
+        self.name = name
+
+    def remaining(self) -> float:
+        left = self.expires - time.monotonic()
+        if left <= 0:
+            raise dns_error(
+                DNSTimeoutError,
+                f"DNS lookups for {self.name} did not finish in time",
+                self.name,
+                451,
+                "4.4.3",
+            )
+        return left
+
+
+def name_text(name: dns.name.Name) -> str:
+    if name == dns.name.root:
+        return ""
+    return str(name.to_text(omit_final_dot=True)).lower()
+
+
+def negative_ttl(exc: dns.resolver.NXDOMAIN) -> float:
+    responses: dict[Any, Any] = exc.kwargs.get("responses") or {}
+    try:
+        return float(min(r.resolve_chaining().minimum_ttl for r in responses.values()))
+    except Exception:  # an odd response: fall back to a short default
+        return _NEGATIVE_TTL_UNKNOWN
+
+
+def address_literal(domain: str) -> str | None:
+    """The IP address inside an address literal ("[192.0.2.1]", "[IPv6:::1]")."""
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    inner = domain[1:-1]
+    if inner[:5].lower() == "ipv6:":
+        inner = inner[5:]
+    return str(ipaddress.ip_address(inner))
+
+
+def ascii_name(domain: str) -> str:
+    """*domain* as DNS is asked for it: IDNA A-labels (UTS #46,
+    non-transitional), lower case, no final dot.
+
+    Raises:
+        InvalidAddressError: empty, malformed, or not valid IDNA.
+    """
+    if not isinstance(domain, str):
+        raise TypeError(f"domain must be str, not {type(domain).__name__}")
+    bare = domain[:-1] if domain.endswith(".") and not domain.endswith("..") else domain
+    return normalise_domain(bare).lower()
+
+
+def query(
+    resolver: dns.resolver.Resolver,
+    cache: DNSCache[Records],
+    name: str,
+    rdtype: str,
+    budget: Budget,
+) -> Records:
+    """One query for (*name*, *rdtype*), answered from *cache* when it can be.
+
+    Raises:
+        TransientDNSError, DNSTimeoutError: no usable answer.
+        InvalidAddressError: DNS cannot represent the name.
+    """
+    cached = cache.get(name, rdtype)
+    if cached is not None:
+        return cached
+    left = budget.remaining()
+    try:
+        answer = resolver.resolve(
+            name + ".", rdtype, lifetime=left, raise_on_no_answer=False, search=False
+        )
+    except dns.resolver.NXDOMAIN as exc:
+        records = Records(name, (), exists=False)
+        cache.put(name, rdtype, records, negative_ttl(exc), negative=True)
+        return records
+    except dns.exception.Timeout as exc:
+        raise dns_error(
+            DNSTimeoutError, f"DNS query {name} {rdtype} timed out", name, 451, "4.4.3"
+        ) from exc
+    except dns.resolver.NoNameservers as exc:
+        raise dns_error(
+            TransientDNSError,
+            f"no nameserver answered {name} {rdtype} (SERVFAIL or REFUSED)",
+            name,
+            451,
+            "4.4.3",
+        ) from exc
+    except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel) as exc:
+        raise InvalidAddressError(f"{name!r} is not a valid DNS name: {exc}") from exc
+    except (dns.exception.DNSException, OSError) as exc:
+        raise dns_error(
+            TransientDNSError,
+            f"DNS query {name} {rdtype} failed: {exc}",
+            name,
+            451,
+            "4.4.3",
+        ) from exc
+    records = records_from(name, rdtype, answer)
+    ttl = max(0.0, float(answer.expiration) - time.time())
+    cache.put(name, rdtype, records, ttl, negative=not records.values)
+    return records
+
+
+def records_from(name: str, rdtype: str, answer: Any) -> Records:
+    canonical = name_text(answer.canonical_name) if answer.canonical_name is not None else name
+    rrset = answer.rrset
+    if rrset is None:
+        return Records(canonical, ())
+    if rdtype == "MX":
+        values: tuple[Any, ...] = tuple(
+            sorted((int(rd.preference), name_text(rd.exchange)) for rd in rrset)
+        )
+    else:
+        values = tuple(str(rd.address) for rd in rrset)
+    return Records(canonical, values)

@@ -1,0 +1,419 @@
+"""Delivery of one message to the recipients of one domain, host after host.
+
+The walk, as Postfix's smtp client does it:
+
+1. Ask the resolver for the targets (MX hosts' addresses, ordered and capped).
+   A DNS failure decides every recipient at once (failed or deferred).
+2. Race connections over the remaining targets (Happy Eyeballs); each
+   address is tried at most once per delivery.
+3. On the winner, open a session (greeting, EHLO, the TLS policy).  A
+   refused connection, a 4xx/5xx greeting, a failed EHLO or TLS problem
+   means "next host"; with OPPORTUNISTIC TLS, an unverifiable certificate
+   is retried encrypted-but-unverified and a failed handshake in plaintext,
+   on a new connection to the same address.
+4. Send to the recipients still open, in transactions of at most 100.
+   Delivered and permanently refused recipients are settled; transiently
+   refused ones stay open for the next host; a connection lost after the
+   final "." makes its recipients UNKNOWN -- they are never sent again.
+5. Stop after ``max_sessions`` sessions that got past EHLO (Postfix's
+   ``smtp_mx_session_limit``) or when nothing is open; what is still open
+   is DEFERRED.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import Message
+from typing import Any
+
+from smtpclient.body import BodySource
+from smtpclient.envelope import DSN
+from smtpclient.errors import (
+    CertificateVerifyError,
+    ExtensionNotSupported,
+    InvalidAddressError,
+    MessageContentError,
+    MessageTooLarge,
+    PermanentError,
+    RecipientsRefused,
+    SMTPClientError,
+    TLSError,
+    TLSRequiredError,
+)
+from smtpclient.eyeballs import Attempt, race
+from smtpclient.protocol.reply import Reply
+from smtpclient.protocol.state import Stage
+from smtpclient.protocol.status import is_transient_refusal
+from smtpclient.report import DomainTrace, HostVisit, Outcome, Status, suggest_retry
+from smtpclient.resolver import DNSError, Resolver
+from smtpclient.results import _QUEUE_ID, SendResult
+from smtpclient.session import Session
+from smtpclient.targets import Target
+from smtpclient.timeouts import Timeouts
+from smtpclient.tls import TLSMode, unverified_context
+from smtpclient.transaction import MAX_RECIPIENTS
+
+__all__ = ["DeliverySettings", "DomainDelivery"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Everything ``deliver()`` was told that every domain shares."""
+
+    sender: str
+    port: int
+    tls: TLSMode
+    ssl_context: ssl.SSLContext | None
+    timeouts: Timeouts
+    local_hostname: str | None
+    source_address: tuple[str, int] | None
+    max_sessions: int
+    connect_delay: float
+    dsn: DSN | None
+    mail_options: tuple[str, ...]
+    rcpt_options: tuple[str, ...]
+    attempt: int
+    first_attempt: datetime
+
+
+@dataclass
+class _Open:
+    """Why a recipient is still open: the latest transient failure."""
+
+    reason: str
+    reply: Reply | None = None
+    error: SMTPClientError | None = None
+    host: str | None = None
+    address: str | None = None
+
+
+def _queue_id(reply: Reply | None) -> str | None:
+    match = _QUEUE_ID.search(reply.text) if reply is not None else None
+    return match.group(1) if match else None
+
+
+def _local_reply(exc: BaseException) -> Reply:
+    """A reply standing for a local refusal that has none of its own."""
+    text = str(exc)
+    if isinstance(exc, MessageTooLarge):
+        return Reply.build(552, text, "5.3.4")
+    if isinstance(exc, ExtensionNotSupported):
+        if exc.extension == "SMTPUTF8":
+            return Reply.build(553, text, "5.6.7")
+        if exc.extension in ("8BITMIME", "BINARYMIME"):
+            return Reply.build(554, text, "5.6.3")
+        return Reply.build(554, text, "5.3.3")
+    if isinstance(exc, InvalidAddressError):
+        return Reply.build(553, text, "5.1.3")
+    return Reply.build(554, text, "5.6.0")
+
+
+class DomainDelivery:
+    """Delivers *content* to *recipients* (all of one *domain*); ``run()``
+    returns one outcome per recipient and the domain's trace.  Never raises
+    for network, DNS or server trouble."""
+
+    def __init__(
+        self,
+        domain: str,
+        recipients: Iterable[str],
+        content: Message | BodySource,
+        resolver: Resolver,
+        settings: DeliverySettings,
+    ) -> None:
+        self.domain = domain
+        self.settings = settings
+        self.resolver = resolver
+        # Each domain sends its own copy: threads never share a Message.
+        self.content = copy.deepcopy(content) if isinstance(content, Message) else content
+        self.open: dict[str, _Open] = {r: _Open("not attempted") for r in recipients}
+        self.final: dict[str, Outcome] = {}
+        self.targets: list[Target] = []
+        self.attempts: list[Attempt] = []
+        self.visits: list[HostVisit] = []
+        self.dns_error: str | None = None
+        self._in_flight: list[str] = []  # the batch whose data may be on the wire
+
+    # --- outcomes --------------------------------------------------------------------
+
+    def _settle(self, recipient: str, status: Status, **details: Any) -> None:
+        if recipient in self.open:
+            del self.open[recipient]
+            self.final[recipient] = Outcome(recipient, status, self.domain, **details)
+
+    def _keep_open(self, recipient: str, reason: str, **details: Any) -> None:
+        if recipient in self.open:
+            self.open[recipient] = _Open(reason, **details)
+
+    def _all_open(self, reason: str, **details: Any) -> None:
+        for recipient in list(self.open):
+            self._keep_open(recipient, reason, **details)
+
+    def _refused(self, recipient: str, reply: Reply, where: Target) -> None:
+        details = {"reply": reply, "host": where.host, "address": where.address}
+        if is_transient_refusal(Stage.RCPT, reply):
+            self._keep_open(recipient, f"{where.host}: {reply.code} {reply.text}", **details)
+        else:
+            self._settle(
+                recipient,
+                Status.FAILED,
+                reason=f"{where.host}: {reply.code} {reply.text}",
+                **details,
+            )
+
+    def _defer_the_rest(self) -> None:
+        settings = self.settings
+        retry = suggest_retry(
+            settings.attempt, settings.first_attempt, datetime.now(settings.first_attempt.tzinfo)
+        )
+        for recipient, why in list(self.open.items()):
+            self._settle(
+                recipient,
+                Status.DEFERRED,
+                reply=why.reply,
+                reason=why.reason,
+                host=why.host,
+                address=why.address,
+                error=why.error,
+                retry_after=retry,
+            )
+
+    # --- the walk --------------------------------------------------------------------
+
+    def run(self) -> tuple[dict[str, Outcome], DomainTrace]:
+        """Deliver; one outcome for every recipient, whatever happens."""
+        try:
+            self._run()
+        except Exception as exc:  # a bug must not lose recipients
+            log.exception("delivery to %s failed unexpectedly", self.domain)
+            for recipient in self._in_flight:
+                self._settle(recipient, Status.UNKNOWN, reason=f"internal error: {exc!r}")
+            self._all_open(f"internal error: {exc!r}")
+        self._defer_the_rest()
+        trace = DomainTrace(
+            self.domain,
+            tuple(self.targets),
+            tuple(self.attempts),
+            tuple(self.visits),
+            self.dns_error,
+        )
+        return dict(self.final), trace
+
+    def _run(self) -> None:
+        try:
+            self.targets = self.resolver.targets(self.domain)
+        except DNSError as exc:
+            self.dns_error = str(exc)
+            if isinstance(exc, PermanentError):
+                for recipient in list(self.open):
+                    self._settle(
+                        recipient, Status.FAILED, reply=exc.reply, reason=exc.message, error=exc
+                    )
+            else:
+                self._all_open(exc.message, reply=exc.reply, error=exc)
+            return
+        except InvalidAddressError as exc:
+            self.dns_error = str(exc)
+            reply = Reply.build(550, str(exc), "5.1.2")
+            for recipient in list(self.open):
+                self._settle(recipient, Status.FAILED, reply=reply, reason=str(exc))
+            return
+        remaining = list(self.targets)
+        sessions = 0
+        while self.open and remaining and sessions < self.settings.max_sessions:
+            result = race(
+                [t.address for t in remaining],
+                self.settings.port,
+                delay=self.settings.connect_delay,
+                per_address=self.settings.timeouts.connect,
+                total=self.settings.timeouts.connect_total,
+                source_address=self.settings.source_address,
+            )
+            self.attempts.extend(result.attempts)
+            used = {a.address for a in result.attempts}
+            winner = remaining[result.winner] if result.winner is not None else None
+            remaining = [t for t in remaining if t.address not in used]
+            if winner is None or result.sock is None:
+                self._all_open(f"could not connect: {result.summary()}")
+                continue
+            session = self._open_session(winner, result.sock)
+            if session is not None:
+                sessions += 1
+                self._send(session, winner)
+        if self.open and not self.targets:
+            self._all_open("no targets")
+
+    # --- sessions --------------------------------------------------------------------
+
+    def _connect(self, target: Target, sock: Any, tls: TLSMode, context: Any) -> Session:
+        literal = target.host.startswith("[")
+        settings = self.settings
+        return Session.connect(
+            target.address if literal else target.host,
+            settings.port,
+            tls=tls,
+            ssl_context=context,
+            server_hostname=None if literal else target.host,
+            timeouts=settings.timeouts,
+            local_hostname=settings.local_hostname,
+            sock=sock,
+        )
+
+    def _reconnect(self, target: Target) -> Any:
+        result = race(
+            [target.address],
+            self.settings.port,
+            per_address=self.settings.timeouts.connect,
+            source_address=self.settings.source_address,
+        )
+        self.attempts.extend(result.attempts)
+        return result.sock
+
+    def _open_session(self, target: Target, sock: Any) -> Session | None:
+        """Greeting, EHLO and TLS on *sock*; None (and a note) when the host fails."""
+        tls = self.settings.tls
+        context = self.settings.ssl_context
+        while True:
+            try:
+                return self._connect(target, sock, tls, context)
+            except CertificateVerifyError as exc:
+                if tls is TLSMode.OPPORTUNISTIC and context is self.settings.ssl_context:
+                    # Postfix "may": encryption without verification beats plaintext.
+                    self._visit(target, f"certificate not verified ({exc.message}); retrying")
+                    context = unverified_context(self.settings.ssl_context)
+                    sock = self._reconnect(target)
+                    if sock is not None:
+                        continue
+                self._host_failed(target, "TLS", exc)
+                return None
+            except TLSError as exc:
+                if tls is TLSMode.OPPORTUNISTIC and not isinstance(exc, TLSRequiredError):
+                    self._visit(target, f"TLS failed ({exc.message}); retrying in plaintext")
+                    tls = TLSMode.NONE
+                    sock = self._reconnect(target)
+                    if sock is not None:
+                        continue
+                self._host_failed(target, "TLS", exc)
+                return None
+            except SMTPClientError as exc:
+                stage = str(exc.stage) if exc.stage is not None else "connect"
+                self._host_failed(target, stage, exc)
+                return None
+
+    def _visit(self, target: Target, result: str, tls: Any = None) -> None:
+        self.visits.append(HostVisit(target.host, target.address, result, tls))
+
+    def _host_failed(self, target: Target, stage: str, exc: SMTPClientError) -> None:
+        reason = f"{target.host} [{target.address}] {stage}: {exc}"
+        self._visit(target, f"{stage}: {exc}")
+        self._all_open(reason, reply=exc.reply, error=exc, host=target.host, address=target.address)
+
+    def _send(self, session: Session, target: Target) -> None:
+        delivered = 0
+        asked: set[str] = set()  # each recipient is offered to a host once
+        try:
+            while session.usable:
+                batch = [r for r in self.open if r not in asked][:MAX_RECIPIENTS]
+                if not batch:
+                    break
+                asked.update(batch)
+                self._in_flight = batch
+                try:
+                    result = self._transmit(session, batch)
+                except SMTPClientError as exc:
+                    self._judge_error(batch, exc, target)
+                except (MessageContentError, InvalidAddressError, ValueError, TypeError) as exc:
+                    reply = _local_reply(exc)
+                    for recipient in batch:
+                        self._settle(recipient, Status.FAILED, reply=reply, reason=str(exc))
+                else:
+                    delivered += self._judge_result(batch, result, target, session)
+                finally:
+                    self._in_flight = []
+        finally:
+            self._visit(target, f"delivered {delivered}", session.tls)
+            if session.usable:
+                session.quit()
+            else:
+                session.close()
+
+    def _transmit(self, session: Session, batch: list[str]) -> SendResult:
+        settings = self.settings
+        options: Mapping[str, Any] = {
+            "mail_options": settings.mail_options,
+            "rcpt_options": settings.rcpt_options,
+            "dsn": settings.dsn,
+        }
+        if isinstance(self.content, Message):
+            return session.send_message(self.content, settings.sender, batch, **options)
+        return session.sendmail(settings.sender, batch, self.content, **options)
+
+    def _judge_result(
+        self, batch: list[str], result: SendResult, target: Target, session: Session
+    ) -> int:
+        count = 0
+        for recipient in batch:
+            if recipient in result.accepted:
+                reply = result.recipient_data_replies.get(recipient) or result.data_reply
+                self._settle(
+                    recipient,
+                    Status.DELIVERED,
+                    reply=reply,
+                    reason=f"{target.host}: {reply.code} {reply.text}" if reply else target.host,
+                    host=target.host,
+                    address=target.address,
+                    queue_id=_queue_id(reply),
+                    tls=session.tls,
+                )
+                count += 1
+            elif recipient in result.refused:
+                self._refused(recipient, result.refused[recipient], target)
+        return count
+
+    def _judge_error(self, batch: list[str], exc: SMTPClientError, target: Target) -> None:
+        """Sort out a transaction that raised: each recipient's own reply
+        first, then the exception decides for the rest."""
+        where = {"host": target.host, "address": target.address}
+        result = exc.result
+        known: dict[str, Reply] = {}
+        if result is not None:
+            known.update(result.refused)
+        if isinstance(exc, RecipientsRefused):
+            known.update(exc.recipients)  # type: ignore[arg-type]
+        for recipient in batch:
+            if result is not None and recipient in result.recipient_data_replies:
+                reply = result.recipient_data_replies[recipient]
+                self._settle(
+                    recipient, Status.DELIVERED, reply=reply, queue_id=_queue_id(reply), **where
+                )
+            elif recipient in known:
+                self._refused(recipient, known[recipient], target)
+            elif exc.outcome_unknown:
+                self._settle(
+                    recipient,
+                    Status.UNKNOWN,
+                    reason=f"{target.host}: {exc} (the message may have been delivered)",
+                    error=exc,
+                    **where,
+                )
+            elif isinstance(exc, PermanentError):
+                reply = exc.reply or _local_reply(exc)
+                self._settle(
+                    recipient,
+                    Status.FAILED,
+                    reply=reply,
+                    reason=f"{target.host}: {exc}",
+                    error=exc,
+                    **where,
+                )
+            else:
+                self._keep_open(
+                    recipient, f"{target.host}: {exc}", reply=exc.reply, error=exc, **where
+                )
