@@ -54,6 +54,8 @@ __all__ = [
     "PermanentHeloRefused",
     "PermanentRecipientsRefused",
     "PermanentSenderRefused",
+    "PoolClosedError",
+    "PoolTimeout",
     "ProtocolError",
     "RecipientsRefused",
     "ReplyError",
@@ -192,6 +194,13 @@ class SMTPTimeoutError(TransientError, TimeoutError):
     """A stage's deadline (or the overall one) passed; ``stage`` names which."""
 
     default_message = "timed out"
+
+
+class PoolTimeout(TransientError, TimeoutError):
+    """No pooled connection became free within the checkout timeout: every
+    one of the pool's ``max_connections`` was in use.  Nothing was sent."""
+
+    default_message = "no pooled connection became free in time"
 
 
 class ServiceClosing(TransientError, smtplib.SMTPResponseException):
@@ -378,6 +387,10 @@ class MessageContentError(UsageError, ValueError):
 
 class SessionClosedError(UsageError, ValueError):
     """The session is closed (or broken by an earlier error) and cannot be used."""
+
+
+class PoolClosedError(UsageError, ValueError):
+    """The pool (or the Mailer that owns it) has been closed and cannot be used."""
 
 
 class SessionBusyError(UsageError, RuntimeError):

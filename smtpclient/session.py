@@ -386,7 +386,16 @@ class Session:
                     self._parser.feed(self._transport.recv(self._deadline(stage)))
                 except SMTPClientError as exc:
                     raise self._broken(exc, stage) from exc.__cause__
+            try:
+                early = self._parser.next_reply()
+            except ProtocolError:
+                early = None
             self._abort()
+            if early is not None and early.code == 421:
+                # RFC 5321 §3.8: a server may say 421 and hang up at any time
+                # (Postfix does on an idle timeout): a closed connection, which
+                # a pool retries elsewhere, not a protocol violation.
+                raise ServiceClosing(reply=early, stage=stage, host=self.host)
             raise ProtocolError(
                 "the server sent data nobody asked for (a reply out of step)",
                 stage=stage,

@@ -228,10 +228,13 @@ class Transport:
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
         try:
-            ready, _, _ = select.select([sock], [], [], 0)
+            # poll(), not select(): select() fails on descriptors >= 1024,
+            # which a busy web worker reaches.  POLLHUP/POLLERR count too.
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True  # let the next read report the problem
-        return bool(ready)
 
     def start_tls(
         self,

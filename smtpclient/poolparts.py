@@ -1,0 +1,150 @@
+"""The pool's parts: a pooled connection, the bookkeeping, leases and stats.
+
+``smtpclient.pool.SessionPool`` decides; these hold what it decides about.
+The bookkeeping (``_Book``) is a separate object so that the pool's GC
+finalizer can close sockets through it without keeping the pool alive.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from smtpclient.errors import SMTPClientError
+from smtpclient.server import PoolKey
+from smtpclient.session import Session
+
+if TYPE_CHECKING:
+    from smtpclient.pool import SessionPool
+
+__all__ = ["Lease", "PoolStats"]
+
+
+class _Entry:
+    """One pooled connection and when it was last put back."""
+
+    __slots__ = ("idle_since", "key", "session")
+
+    def __init__(self, session: Session, key: PoolKey) -> None:
+        self.session = session
+        self.key = key
+        self.idle_since = time.monotonic()
+
+
+class _Book:
+    """The pool's bookkeeping, shared with its GC finalizer (which must not
+    hold the pool itself, or the pool would never be collected)."""
+
+    def __init__(self) -> None:
+        self.idle: dict[PoolKey, list[_Entry]] = {}  # per key, most recently used last
+        self.leased: set[_Entry] = set()
+        self.opening = 0  # slots reserved for connections being opened
+        self.closing = 0  # retired connections not closed yet (they still count)
+        self.peak = 0
+        self.opened = 0
+        self.reused = 0
+
+    @property
+    def idle_count(self) -> int:
+        return sum(len(entries) for entries in self.idle.values())
+
+    @property
+    def open_count(self) -> int:
+        return self.idle_count + len(self.leased) + self.opening + self.closing
+
+    def take(self, entry: _Entry) -> bool:
+        """Remove *entry* from the idle stacks; False if it was not idle."""
+        stack = self.idle.get(entry.key)
+        if not stack or entry not in stack:
+            return False
+        stack.remove(entry)
+        if not stack:
+            del self.idle[entry.key]
+        return True
+
+    def drop_all(self) -> None:
+        """Close every descriptor without a byte of SMTP (fork, GC, exit)."""
+        entries = [e for stack in self.idle.values() for e in stack] + list(self.leased)
+        self.idle.clear()
+        self.leased.clear()
+        self.opening = self.closing = 0
+        for entry in entries:
+            entry.session._drop()
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a pool.
+
+    Attributes:
+        open: connections that exist now (idle + in use + being opened).
+        idle, in_use, opening: the parts of ``open``.
+        peak: the most connections that existed at once.
+        opened: connections opened in all; reused: checkouts served by reuse.
+    """
+
+    open: int
+    idle: int
+    in_use: int
+    opening: int
+    peak: int
+    opened: int
+    reused: int
+
+
+class Lease:
+    """A session checked out of a pool; give it back with ``release()`` or
+    by leaving the ``with`` block.
+
+    Attributes:
+        session: the ``Session`` to use (from this thread only).
+        reused: True when the connection had been idle in the pool (it may
+            have been closed by the server meanwhile); False when it was
+            opened for this checkout.
+    """
+
+    def __init__(self, pool: SessionPool, entry: _Entry, *, reused: bool) -> None:
+        self._pool = pool
+        self._entry: _Entry | None = entry
+        self.session = entry.session
+        self.reused = reused
+
+    def release(self, *, discard: bool = False) -> None:
+        """Give the session back (QUIT and close it instead with *discard*).
+        A broken session is never kept.  Calling it again does nothing."""
+        self._release(discard=discard, polite=True)
+
+    def _release(self, *, discard: bool, polite: bool) -> None:
+        entry, self._entry = self._entry, None
+        if entry is not None:
+            self._pool._checkin(entry, discard=discard, polite=polite)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # An interruption (KeyboardInterrupt, a foreign exception) may have
+        # come between a command and its reply: the stream cannot be trusted.
+        # Our own errors leave the session usable only at a clean boundary.
+        trusted = exc is None or isinstance(exc, (SMTPClientError, ValueError, TypeError))
+        self._release(discard=not trusted, polite=trusted)
+
+    def __repr__(self) -> str:
+        state = "released" if self._entry is None else "held"
+        return f"<Lease {self.session!r} reused={self.reused} {state}>"
+
+
+def _close(entry: _Entry, *, polite: bool = True) -> None:
+    """QUIT (when the session can still speak) and close; never raises."""
+    session = entry.session
+    if polite and session.usable:
+        session.quit()
+    else:
+        session.close()

@@ -1,0 +1,192 @@
+"""How to reach one submission server, as a value: the recipe a pool connects by.
+
+A ``ServerSettings`` holds everything ``Session.connect`` and AUTH need.  Its
+``key`` says which pooled connections are interchangeable: same host, port,
+TLS mode, client options and the same *identity* of credentials.  The key
+never holds a secret: a password or static token is represented by a keyed
+digest (HMAC with a random per-process key), so two settings with the same
+user but a different password never share an authenticated connection, and
+nothing in the key can be turned back into the password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from smtpclient.auth import Credentials, OAuth2, Password
+from smtpclient.session import Session
+from smtpclient.timeouts import Timeouts
+from smtpclient.tls import TLSMode, default_mode
+
+__all__ = ["CredentialsSource", "PoolKey", "ServerSettings", "secret_digest"]
+
+CredentialsSource = Credentials | Callable[[], Credentials]
+
+# Random per process, so a digest in a key (or a log line) cannot be
+# checked against a list of likely passwords elsewhere.
+_DIGEST_KEY = secrets.token_bytes(32)
+
+
+def secret_digest(secret: str) -> str:
+    """A keyed digest standing for *secret* in keys and caches (never reversible)."""
+    return hmac.new(_DIGEST_KEY, secret.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+class _Same:
+    """Compares and hashes by identity: a provider callable in a key."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __repr__(self) -> str:
+        return f"<provider {type(self.obj).__name__} at {id(self.obj):#x}>"
+
+
+def _identity(credentials: CredentialsSource | None) -> tuple[Any, ...] | None:
+    if credentials is None:
+        return None
+    if isinstance(credentials, Password):
+        return ("password", credentials.username, secret_digest(credentials.password))
+    if isinstance(credentials, OAuth2):
+        token = credentials.token
+        proof: object = _Same(token) if callable(token) else secret_digest(token)
+        return ("oauth2", credentials.username, proof, credentials.host, credentials.port)
+    if isinstance(credentials, Credentials):
+        return (type(credentials).__name__, credentials.username, _Same(credentials))
+    # A provider callable: each provider is its own identity (it may return
+    # different accounts; we cannot know without calling it).
+    return ("provider", _Same(credentials))
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """Which pooled connections are interchangeable (no secrets inside)."""
+
+    host: str
+    port: int
+    tls: TLSMode
+    username: str | None
+    identity: tuple[Any, ...] | None = field(repr=False)
+    options: tuple[Any, ...] = field(repr=False)
+
+    def __str__(self) -> str:
+        who = f"{self.username}@" if self.username else ""
+        return f"{who}{self.host}:{self.port} ({self.tls.value})"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where and how to connect, and as whom; ``connect()`` opens a ready session.
+
+    The fields are ``Session.connect``'s keyword arguments, plus
+    *credentials* (``Password``, ``OAuth2`` or a callable returning one,
+    called at every connect so that rotated secrets are picked up) and
+    *auth_mechanism* (None: the strongest both sides support).
+
+    Raises:
+        TypeError, ValueError: a field has the wrong type or value.
+    """
+
+    host: str
+    port: int = 587
+    tls: TLSMode | None = None
+    ssl_context: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts.submission)
+    local_hostname: str | None = None
+    source_address: tuple[str, int] | None = None
+    lmtp: bool = False
+    use_pipelining: bool = True
+    use_chunking: bool = True
+    allow_insecure_auth: bool = False
+    credentials: CredentialsSource | None = field(default=None, repr=False, compare=False)
+    auth_mechanism: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise TypeError("host must be a non-empty str")
+        if not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ValueError(f"port must be an int between 1 and 65535, not {self.port!r}")
+        if self.tls is not None and not isinstance(self.tls, TLSMode):
+            raise TypeError(f"tls must be a TLSMode, not {type(self.tls).__name__}")
+        given: object = self.timeouts  # a plain number is accepted, as everywhere
+        if not isinstance(given, Timeouts):
+            object.__setattr__(self, "timeouts", Timeouts.coerce(given))  # type: ignore[arg-type]
+        creds = self.credentials
+        if creds is not None and not (isinstance(creds, Credentials) or callable(creds)):
+            raise TypeError("credentials must be Password, OAuth2 or a callable returning one")
+
+    @property
+    def tls_mode(self) -> TLSMode:
+        """The TLS mode in force (the port's default when ``tls`` is None)."""
+        if self.tls is not None:
+            return self.tls
+        return TLSMode.NONE if self.host.startswith("/") else default_mode(self.port)
+
+    @property
+    def key(self) -> PoolKey:
+        """The pool key: equal keys mean interchangeable connections."""
+        creds = self.credentials
+        username = creds.username if isinstance(creds, Credentials) else None
+        options = (
+            self.ssl_context,  # SSLContext compares by identity
+            self.server_hostname,
+            self.timeouts,
+            self.local_hostname,
+            self.source_address,
+            self.lmtp,
+            self.use_pipelining,
+            self.use_chunking,
+            self.allow_insecure_auth,
+            self.auth_mechanism,
+        )
+        return PoolKey(
+            self.host.lower(), self.port, self.tls_mode, username, _identity(creds), options
+        )
+
+    def connect(self) -> Session:
+        """Open a session: connect, greet, TLS as configured, then AUTH when
+        credentials are set.  A session that fails AUTH is closed.
+
+        Raises:
+            SMTPClientError: as ``Session.connect`` and ``Session.authenticate``.
+        """
+        session = Session.connect(
+            self.host,
+            self.port,
+            tls=self.tls_mode,
+            ssl_context=self.ssl_context,
+            server_hostname=self.server_hostname,
+            timeouts=self.timeouts,
+            local_hostname=self.local_hostname,
+            source_address=self.source_address,
+            lmtp=self.lmtp,
+            use_pipelining=self.use_pipelining,
+            use_chunking=self.use_chunking,
+            allow_insecure_auth=self.allow_insecure_auth,
+        )
+        if self.credentials is None:
+            return session
+        try:
+            session.authenticate(self.credentials, mechanism=self.auth_mechanism)
+        except BaseException:
+            if session.usable:
+                session.quit()
+            else:
+                session.close()
+            raise
+        return session
