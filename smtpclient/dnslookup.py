@@ -147,7 +147,10 @@ def address_literal(domain: str) -> str | None:
     inner = domain[1:-1]
     if inner[:5].lower() == "ipv6:":
         inner = inner[5:]
-    return str(ipaddress.ip_address(inner))
+    try:
+        return str(ipaddress.ip_address(inner))
+    except ValueError as exc:
+        raise InvalidAddressError(f"malformed address literal: {domain!r}") from exc
 
 
 def ascii_name(domain: str) -> str:
