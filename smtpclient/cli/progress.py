@@ -194,10 +194,12 @@ def _rich_summary(rows: list[tuple[str, int]], footer: str, stream: TextIO) -> N
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
-    table = Table(title="summary", caption=footer)
+    table = Table(title="summary")
     table.add_column("outcome")
     table.add_column("recipients", justify="right")
     styles: dict[str, Any] = {"accepted": "green", "delivered": "green", "refused": "red"}
     for status, count in rows:
         table.add_row(status, str(count), style=styles.get(status, "yellow"))
-    Console(file=stream).print(table)
+    console = Console(file=stream)
+    console.print(table)
+    console.print(footer, highlight=False)
