@@ -59,8 +59,8 @@ from smtpclient.compat._variants import SMTP_SSL
 from smtpclient.compat._variants import SMTP_SSL_PORT as SMTP_SSL_PORT
 from smtpclient.compat._wire import _MAXLINE as _MAXLINE
 from smtpclient.compat._wire import CRLF as CRLF
-from smtpclient.compat._wire import MalformedReplyError as MalformedReplyError
 from smtpclient.compat._wire import ReplyTimeoutError as ReplyTimeoutError
+from smtpclient.compat._wire import ReplyTooLargeError as ReplyTooLargeError
 
 __all__ = [
     "SMTPException",
@@ -82,6 +82,6 @@ __all__ = [
 bCRLF = b"\r\n"
 _have_ssl = True
 
-for _cls in (SMTP, SMTP_SSL, LMTP, MalformedReplyError, ReplyTimeoutError):
+for _cls in (SMTP, SMTP_SSL, LMTP, ReplyTooLargeError, ReplyTimeoutError):
     _cls.__module__ = __name__
 del _cls

@@ -22,7 +22,6 @@ from smtplib import (
     SMTPSenderRefused,
     SMTPServerDisconnected,
 )
-from types import TracebackType
 from typing import Any
 
 from smtpclient.compat._commands import Reply, canonical_body
@@ -77,12 +76,13 @@ class SMTP(SecureClient):
     def __enter__(self) -> SMTP:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *args: object) -> None:
+        """QUIT and close.
+
+        Raises:
+            SMTPResponseException: QUIT was not answered with 221 (the
+                connection is closed all the same).
+        """
         try:
             code, message = self.docmd("QUIT")
             if code != 221:

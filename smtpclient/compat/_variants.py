@@ -142,7 +142,9 @@ class LMTP(SMTP):
 
     def _final_reply(self) -> Reply:
         # One reply per recipient accepted since MAIL, in RCPT order.
-        outcomes = [(recipient, super()._final_reply()) for recipient in self._accepted or [""]]
+        outcomes = []
+        for recipient in self._accepted or [""]:
+            outcomes.append((recipient, super()._final_reply()))
         self._late_refusals = {
             recipient: reply for recipient, reply in outcomes if reply[0] != 250 and recipient
         }

@@ -18,13 +18,15 @@ from smtpclient import errors
 from smtpclient.protocol.commands import check_text
 from smtpclient.protocol.reply import Reply, ReplyLimits, ReplyParser
 
-__all__ = ["CRLF", "MalformedReplyError", "ReplyTimeoutError", "WireClient", "namespace"]
+__all__ = ["CRLF", "ReplyTimeoutError", "ReplyTooLargeError", "WireClient", "namespace"]
 
 CRLF = "\r\n"
 _MAXLINE = 8192  # smtplib's longest reply line, CRLF included; kept for compatibility
 _MAX_REPLY_LINES = 1024  # smtplib has no limit at all
 _MAX_REPLY_BYTES = 256 * 1024
 _RECV_SIZE = 65536
+# How ReplyParser words its cap errors (every other ProtocolError is garbage).
+_SIZE_CAP_WORDS = ("longer than", "more than", "larger than")
 
 
 def namespace() -> Any:
@@ -45,11 +47,11 @@ class ReplyTimeoutError(errors.SMTPTimeoutError, SMTPServerDisconnected):
     """
 
 
-class MalformedReplyError(errors.ProtocolError, SMTPResponseException):
-    """The reply broke the protocol or exceeded a size cap; the connection is closed.
+class ReplyTooLargeError(errors.ProtocolError, SMTPResponseException):
+    """A reply line, or a whole reply, exceeded its cap; the connection is closed.
 
-    ``smtp_code`` is 500, as smtplib's own "Line too long." error;
-    ``smtp_error`` says what was wrong.
+    ``smtp_code`` is 500, as in smtplib's own "Line too long." error;
+    ``smtp_error`` says which cap.
     """
 
     def __init__(self, message: str) -> None:
@@ -165,6 +167,12 @@ class WireClient:
         """
         line = cmd if args == "" else f"{cmd} {args}"
         secret = self._auth_depth > 0 or cmd.upper() == "AUTH"
+        if "\r" in line or "\n" in line:
+            # smtplib's own wording, which its users' tests look for.
+            shown = "<redacted>" if secret else line.replace("\n", "\\n").replace("\r", "\\r")
+            raise errors.InvalidAddressError(
+                f"command and arguments contain prohibited newline characters: {shown}"
+            )
         try:
             check_text(line, "SMTP command")
         except errors.InvalidAddressError:
@@ -189,14 +197,18 @@ class WireClient:
                 connection.
             ReplyTimeoutError: the reply was not complete in time (also an
                 SMTPServerDisconnected and a TimeoutError).
-            MalformedReplyError: a malformed or oversized reply.
+            ReplyTooLargeError: the reply exceeded a size cap (the connection
+                is closed).
+
+        A line that is not a reply at all (no code) closes the connection
+        and gives code -1, as smtplib returns for it.
         """
         sock = self.sock
         if not sock:
             raise SMTPServerDisconnected("please run connect() first")
         reply = self._read_reply(sock)
         if self.debuglevel > 0:
-            for line in _wire_lines(reply):
+            for line in _wire_lines(reply) if reply.code >= 0 else [reply.raw_text]:
                 self._print_debug("reply:", repr(line))
             self._print_debug(f"reply: retcode ({reply.code}); Msg: {reply.raw_text!a}")
         return reply.code, reply.raw_text
@@ -205,7 +217,7 @@ class WireClient:
         parser = self._parser
         budget: float | None = sock.gettimeout()
         deadline = None if budget is None else time.monotonic() + budget
-        failure: SMTPServerDisconnected | MalformedReplyError | None = None
+        failure: SMTPServerDisconnected | ReplyTooLargeError | None = None
         try:
             while True:
                 reply = parser.next_reply()
@@ -222,7 +234,12 @@ class WireClient:
                     break
                 parser.feed(chunk)
         except errors.ProtocolError as exc:
-            failure = MalformedReplyError(f"malformed reply: {exc.message}")
+            if not any(words in exc.message for words in _SIZE_CAP_WORDS):
+                # Garbage (another protocol on this port?): smtplib's -1, but
+                # the stream cannot be trusted any more, so it is closed.
+                self.close()
+                return Reply(-1, (exc.message,))
+            failure = ReplyTooLargeError(exc.message)
         except TimeoutError:
             failure = ReplyTimeoutError(f"no complete reply within {budget} seconds")
         except OSError as exc:
