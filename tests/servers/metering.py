@@ -67,8 +67,12 @@ class MeteredAiosmtpd(AiosmtpdServer):
         original = protocol.connection_made
         meter = self.meter
 
+        counted: list[bool] = []
+
         def connection_made(transport: Any) -> None:
-            meter.opened(transport.get_extra_info("socket"))
+            if not counted:  # aiosmtpd calls it again after STARTTLS
+                counted.append(True)
+                meter.opened(transport.get_extra_info("socket"))
             original(transport)
 
         protocol.connection_made = connection_made
