@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import re
+import smtplib
 from collections.abc import Sequence
 from smtplib import (
     SMTPDataError,
@@ -25,6 +26,16 @@ _FEATURE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*) ?")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 Reply = tuple[int, bytes]
+
+# smtplib 3.13 writes "mail from:"/"rcpt to:", earlier releases "FROM:"/"TO:";
+# servers do not care, but transcripts and tests compare them: follow the
+# running interpreter's smtplib.
+_LOWER_PATHS = any(
+    isinstance(constant, str) and constant.startswith("from:")
+    for constant in smtplib.SMTP.mail.__code__.co_consts
+)
+_FROM = "from:" if _LOWER_PATHS else "FROM:"
+_TO = "to:" if _LOWER_PATHS else "TO:"
 
 
 def canonical_body(msg: str | bytes | bytearray | memoryview) -> bytes:
@@ -180,13 +191,13 @@ class CommandClient(WireClient):
                 self.command_encoding = "utf-8"
             option_text = " " + " ".join(options)
         self._accepted = []
-        self.putcmd("mail", f"FROM:{quoteaddr(sender)}{option_text}")
+        self.putcmd("mail", f"{_FROM}{quoteaddr(sender)}{option_text}")
         return self.getreply()
 
     def rcpt(self, recip: str, options: Sequence[str] = ()) -> Reply:
         """RCPT TO for one recipient."""
         option_text = " " + " ".join(options) if options and self.does_esmtp else ""
-        self.putcmd("rcpt", f"TO:{quoteaddr(recip)}{option_text}")
+        self.putcmd("rcpt", f"{_TO}{quoteaddr(recip)}{option_text}")
         code, msg = self.getreply()
         if code in (250, 251):
             self._accepted.append(recip)
