@@ -171,6 +171,7 @@ class ScriptedServer:
         implicit_tls: ssl.SSLContext | None = None,
         rcvbuf: int | None = None,
         max_connections: int = 64,
+        port: int = 0,  # a fixed port: several servers on one port across 127.0.0.x
     ) -> None:
         self.handler = handler
         self.host = host
@@ -188,7 +189,11 @@ class ScriptedServer:
         if rcvbuf is not None:
             # Set before listen() so accepted sockets inherit the small window.
             self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self._listener.bind((host, 0))
+        try:
+            self._listener.bind((host, port))
+        except OSError:
+            self._listener.close()
+            raise
         self._listener.listen(16)
         self._listener.settimeout(0.1)
         self.port: int = self._listener.getsockname()[1]

@@ -100,6 +100,7 @@ class AiosmtpdServer:
         smtputf8: bool = True,
         data_size_limit: int = 64 * 1024 * 1024,
         recorder: Recorder | None = None,
+        port: int = 0,  # a fixed port: several servers on one port across 127.0.0.x
     ) -> None:
         self.host = host
         self.recorder = recorder or Recorder()
@@ -112,7 +113,7 @@ class AiosmtpdServer:
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
-        self.port = 0
+        self.port = port
 
     @property
     def messages(self) -> list[Received]:
@@ -137,24 +138,35 @@ class AiosmtpdServer:
 
     def start(self) -> AiosmtpdServer:
         ready = threading.Event()
+        failed: list[OSError] = []
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
 
             async def serve() -> None:
                 self._server = await self._loop.create_server(
-                    self._factory, host=self.host, port=0, ssl=self._implicit
+                    self._factory, host=self.host, port=self.port, ssl=self._implicit
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
                 ready.set()
 
-            self._loop.run_until_complete(serve())
+            try:
+                self._loop.run_until_complete(serve())
+            except OSError as exc:  # e.g. EADDRINUSE for a fixed port: start() raises it
+                failed.append(exc)
+                ready.set()
+                return
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="aiosmtpd", daemon=True)
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("aiosmtpd did not start")
+        if failed:
+            self._thread.join(10)
+            self._thread = None
+            self._loop.close()
+            raise failed[0]
         return self
 
     def stop(self) -> None:
