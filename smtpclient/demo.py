@@ -81,11 +81,10 @@ class _Mailbox:
 class DemoServer:
     """aiosmtpd on 127.0.0.1 with STARTTLS and AUTH; a context manager.
 
-    Attributes:
-        host, port: where it listens (127.0.0.1, an ephemeral port).
-        hostname: the name its certificate is for ("localhost").
-        username, password: the throwaway account.
-        messages: every ``StoredMessage`` accepted so far.
+    ``host`` and ``port`` say where it listens (127.0.0.1, an ephemeral
+    port), ``hostname`` the name its certificate is for ("localhost"),
+    ``username`` and ``password`` the throwaway account, and ``messages``
+    every ``StoredMessage`` accepted so far.
 
     Raises:
         DemoUnavailable: aiosmtpd or trustme is missing (from the constructor),
