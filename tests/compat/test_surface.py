@@ -7,10 +7,12 @@ from __future__ import annotations
 import inspect
 import smtplib
 import socket
+import ssl
 import types
 from typing import Any
 
 import pytest
+import trustme
 from servers.smtpd import AiosmtpdServer
 
 import smtpclient.compat as compat
@@ -199,3 +201,36 @@ def test_ssl_subclass_wraps_what_get_socket_returns(
     ) as client:
         assert client.noop() == (250, b"OK")
         assert client.sock is not None and client.sock.version() is not None
+
+
+@pytest.mark.parametrize("lib", [smtplib, compat], ids=["smtplib", "compat"])
+def test_keyfile_and_certfile_exist_only_where_smtplib_has_them(lib: Any, tmp_path: Any) -> None:
+    client_pem = tmp_path / "client.pem"
+    trustme.CA().issue_cert("client.test").private_key_and_cert_chain_pem.write_to_path(
+        str(client_pem)
+    )
+    context = ssl.create_default_context()
+    if "keyfile" in inspect.signature(smtplib.SMTP_SSL).parameters:  # Python 3.11
+        with pytest.raises(ValueError, match="mutually exclusive"):
+            lib.SMTP_SSL(keyfile=str(client_pem), context=context)
+        with pytest.raises(ValueError, match="mutually exclusive"):
+            lib.SMTP_SSL(certfile=str(client_pem), context=context)
+        with pytest.warns(DeprecationWarning, match="keyfile and certfile are deprecated"):
+            client = lib.SMTP_SSL(certfile=str(client_pem), local_hostname="c.test")
+        assert client.certfile == str(client_pem) and client.keyfile is None
+        assert inspect.signature(lib.SMTP.starttls).parameters["keyfile"].kind.name == (
+            "POSITIONAL_OR_KEYWORD"
+        )
+    else:  # 3.12 and later: gone, and what followed them is keyword-only
+        with pytest.raises(TypeError):
+            lib.SMTP_SSL(keyfile=str(client_pem))
+        with pytest.raises(TypeError):
+            lib.SMTP_SSL("", 0, None, None)
+        assert "keyfile" not in inspect.signature(lib.SMTP.starttls).parameters
+
+
+def test_default_contexts_verify() -> None:
+    ours = compat.SMTP_SSL(local_hostname="c.test")
+    assert ours.context.verify_mode == ssl.CERT_REQUIRED and ours.context.check_hostname
+    theirs = smtplib.SMTP_SSL(local_hostname="c.test")
+    assert theirs.context.verify_mode == ssl.CERT_NONE  # what compat fixes
