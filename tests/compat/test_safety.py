@@ -402,3 +402,17 @@ def test_lmtp_over_a_unix_socket(tmp_path: Any) -> None:
         worker.join(5)
     finally:
         listener.close()
+
+
+# --- AUTH credentials are UTF-8 ------------------------------------------------------------
+
+
+def test_non_ascii_credentials_are_sent_as_utf8() -> None:
+    users = {"jörg": "pässwörd"}
+    with AiosmtpdServer(users=users, require_tls_for_auth=False) as server:
+        with client(smtplib, server) as theirs, pytest.raises(UnicodeEncodeError):
+            theirs.login("jörg", "pässwörd")
+        with client(compat, server) as ours:
+            assert ours.login("jörg", "pässwörd")[0] == 235
+        with client(compat, server) as ours, pytest.raises(smtplib.SMTPAuthenticationError):
+            ours.login("jörg", "pässword")  # the server really compared the password
