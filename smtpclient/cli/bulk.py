@@ -33,9 +33,10 @@ from smtpclient.cli.common import (
     read_password,
 )
 from smtpclient.cli.compose import parse_message, read_input
+from smtpclient.cli.direct import direct_options
 from smtpclient.cli.outcomes import Outcome, exit_code, from_error
 from smtpclient.cli.progress import Display, make_display, print_summary
-from smtpclient.cli.senders import Sender, direct_sender, relay_sender
+from smtpclient.cli.senders import DirectSender, MailerSender, Sender
 from smtpclient.cli.template import Row, check_template, read_rows, render
 from smtpclient.cli.transcript import transcript
 
@@ -98,9 +99,9 @@ def run_bulk(args: argparse.Namespace) -> int:
 
     transport: Sender
     if server is None:
-        transport = direct_sender(dsn)
+        transport = DirectSender(dsn, direct_options(args))
     else:
-        transport = relay_sender(
+        transport = MailerSender(
             server,
             connection_settings(args),
             username=args.user,

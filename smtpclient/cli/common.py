@@ -19,12 +19,15 @@ from typing import NoReturn
 
 from smtpclient.errors import (
     AuthenticationFailed,
+    CertificateVerifyError,
+    ConnectError,
     ExtensionNotSupported,
     InsecureAuthError,
     MessageTooLarge,
     PermanentError,
     ProtocolError,
     SMTPClientError,
+    TLSRequiredError,
     TransientError,
     UsageError,
 )
@@ -52,8 +55,10 @@ __all__ = [
     "connection_settings",
     "error",
     "exit_code_for",
+    "hint_for",
     "parse_server",
     "read_password",
+    "report_error",
 ]
 
 EX_OK = 0
@@ -284,3 +289,30 @@ def combine(codes: Sequence[int]) -> int:
     if EX_TEMPFAIL in failures:
         return EX_TEMPFAIL
     return failures[0]
+
+
+def hint_for(exc: BaseException, server: ServerAddress | None) -> str | None:
+    """What the user can do about *exc*, in one sentence."""
+    if isinstance(exc, ConnectError) and server is not None:
+        return (
+            f"is a mail server listening at {server}? To deliver straight to the "
+            "recipients' mail servers instead, use --direct"
+        )
+    if isinstance(exc, InsecureAuthError):
+        return (
+            "use --tls starttls (port 587) or --tls implicit (port 465), --cafile for a "
+            "private CA, or --allow-insecure-auth if you accept the risk"
+        )
+    if isinstance(exc, CertificateVerifyError):
+        return "trust a private CA with --cafile PEM; name the certificate's host with --tls-name"
+    if isinstance(exc, TLSRequiredError):
+        return "the server offers no STARTTLS; --tls opportunistic sends without it"
+    return None
+
+
+def report_error(exc: BaseException, server: ServerAddress | None) -> None:
+    """Print *exc* and a hint on stderr."""
+    error(str(exc))
+    hint = hint_for(exc, server)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)

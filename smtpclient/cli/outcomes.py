@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from smtpclient.cli.common import (
     EX_DATAERR,
@@ -27,7 +27,11 @@ from smtpclient.cli.common import (
 )
 from smtpclient.errors import RecipientsRefused, SMTPClientError, _safe
 from smtpclient.protocol.reply import Reply
+from smtpclient.report import Status
 from smtpclient.results import SendResult
+
+if TYPE_CHECKING:
+    from smtpclient.report import DeliveryReport
 
 __all__ = [
     "STATUSES",
@@ -114,38 +118,22 @@ def from_error(exc: BaseException, recipients: Sequence[str]) -> list[Outcome]:
     ]
 
 
-def from_report(report: Any) -> list[Outcome]:
-    """Outcomes from a ``DeliveryReport`` (direct delivery to MX hosts).
-
-    Reads each outcome's ``recipient``, ``status`` and reply or error
-    duck-typed, so that the CLI does not break when the report grows fields.
-    """
+def from_report(report: DeliveryReport) -> list[Outcome]:
+    """Outcomes from direct delivery's ``DeliveryReport``, one per recipient."""
+    codes = {
+        Status.DELIVERED: ("delivered", EX_OK),
+        Status.DEFERRED: ("deferred", EX_TEMPFAIL),
+        Status.FAILED: ("refused", EX_UNAVAILABLE),
+        Status.UNKNOWN: ("unknown", EX_TEMPFAIL),
+    }
     outcomes = []
-    for item in _report_items(report):
-        recipient = str(getattr(item, "recipient", "?"))
-        status = str(getattr(getattr(item, "status", ""), "value", getattr(item, "status", "")))
-        reply = getattr(item, "reply", None)
-        problem = getattr(item, "error", None)
-        detail = describe(reply) if isinstance(reply, Reply) else _safe(str(problem or ""), 300)
-        host = getattr(item, "host", None)
-        if host and status == "delivered":
-            detail = f"{detail} (by {host})" if detail else f"by {host}"
-        code = {
-            "delivered": EX_OK,
-            "deferred": EX_TEMPFAIL,
-            "unknown": EX_TEMPFAIL,
-            "failed": EX_UNAVAILABLE,
-        }.get(status.lower(), EX_UNAVAILABLE)
-        word = "refused" if status.lower() == "failed" else status.lower() or "unknown"
-        outcomes.append(Outcome(recipient, word, detail, code))
+    for item in report:
+        word, code = codes[item.status]
+        detail = describe(item.reply) if item.reply is not None else _safe(item.reason, 300)
+        if item.host and item.status is Status.DELIVERED:
+            detail = f"{detail} (by {item.host})"
+        outcomes.append(Outcome(item.recipient, word, detail, code))
     return outcomes
-
-
-def _report_items(report: Any) -> Iterable[Any]:
-    items = getattr(report, "outcomes", report)
-    if isinstance(items, dict):
-        return list(items.values())
-    return list(items)
 
 
 def exit_code(outcomes: Sequence[Outcome]) -> int:

@@ -3,38 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
-from collections.abc import Callable
-from email.message import EmailMessage
-from typing import Any
 
 from smtpclient.cli.common import (
-    EX_UNAVAILABLE,
-    CommandError,
     ServerAddress,
     add_tls_options,
     connection_settings,
-    error,
     fail,
     parse_server,
     read_password,
+    report_error,
 )
 from smtpclient.cli.compose import Composed, compose
-from smtpclient.cli.outcomes import Outcome, exit_code, from_error, from_report, from_result
+from smtpclient.cli.direct import add_direct_options, deliver_direct, direct_options
+from smtpclient.cli.outcomes import Outcome, exit_code, from_error, from_result
 from smtpclient.cli.outcomes import print_outcomes as show
 from smtpclient.cli.transcript import transcript
 from smtpclient.envelope import DSN
-from smtpclient.errors import (
-    CertificateVerifyError,
-    ConnectError,
-    InsecureAuthError,
-    SMTPClientError,
-    TLSRequiredError,
-)
+from smtpclient.errors import SMTPClientError
 from smtpclient.session import Session
 
-__all__ = ["dsn_from", "hint_for", "register", "run"]
+__all__ = ["dsn_from", "register", "run"]
 
 EXAMPLES = """\
 examples:
@@ -85,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where.add_argument(
         "--direct", action="store_true", help="deliver to each recipient domain's MX hosts"
     )
+    add_direct_options(where)
     where.add_argument("--user", metavar="NAME", help="log in as NAME (AUTH)")
     where.add_argument(
         "--allow-insecure-auth",
@@ -137,25 +127,6 @@ def dsn_from(args: argparse.Namespace) -> DSN | None:
         fail(str(exc))
 
 
-def hint_for(exc: BaseException, server: ServerAddress | None) -> str | None:
-    """What the user can do about *exc*, in one sentence."""
-    if isinstance(exc, ConnectError) and server is not None:
-        return (
-            f"is a mail server listening at {server}? To deliver straight to the "
-            "recipients' mail servers instead, use --direct"
-        )
-    if isinstance(exc, InsecureAuthError):
-        return (
-            "use --tls starttls (port 587) or --tls implicit (port 465), --cafile for a "
-            "private CA, or --allow-insecure-auth if you accept the risk"
-        )
-    if isinstance(exc, CertificateVerifyError):
-        return "trust a private CA with --cafile PEM; name the certificate's host with --tls-name"
-    if isinstance(exc, TLSRequiredError):
-        return "the server offers no STARTTLS; --tls opportunistic sends without it"
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     """Send one message (or hand over to bulk sending) and print each outcome."""
     if args.bulk or args.template:
@@ -169,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     secrets = [password] if password else []
     with transcript(args.transcript, show_host=server is None, secrets=secrets):
         if server is None:
-            outcomes = deliver_direct(composed, dsn)
+            outcomes = deliver_direct(composed, dsn, direct_options(args))
         else:
             outcomes = _relay(args, server, composed, dsn, password)
     if not args.quiet:
@@ -220,61 +191,3 @@ def _relay(
         report_error(exc, server)
         return from_error(exc, composed.recipients)
     return from_result(result)
-
-
-def report_error(exc: BaseException, server: ServerAddress | None) -> None:
-    """Print *exc* and a hint on stderr."""
-    error(str(exc))
-    hint = hint_for(exc, server)
-    if hint:
-        print(f"hint: {hint}", file=sys.stderr)
-
-
-def deliver_direct(composed: Composed, dsn: DSN | None, **options: Any) -> list[Outcome]:
-    """Deliver to the recipients' MX hosts with ``smtpclient.deliver``.
-
-    Raises:
-        CommandError: direct delivery is not part of this installation.
-    """
-    from smtpclient.cli.senders import optional  # noqa: PLC0415 - senders imports send
-
-    call: Callable[..., Any] | None = optional("smtpclient.delivery", "deliver")
-    if call is None:
-        raise CommandError("direct delivery is not available in this installation", EX_UNAVAILABLE)
-    accepted = inspect.signature(call).parameters
-    kwargs: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "sender": composed.sender,
-            "recipients": list(composed.recipients),
-            "dsn": dsn,
-            **options,
-        }.items()
-        if key in accepted and value is not None
-    }
-    message = composed.message
-    if "recipients" not in kwargs:
-        message = _with_bcc(message, composed.recipients)
-    try:
-        report = call(message, **kwargs)
-    except (SMTPClientError, ValueError, TypeError) as exc:
-        report_error(exc, None)
-        return from_error(exc, composed.recipients)
-    return from_report(report)
-
-
-def _with_bcc(message: EmailMessage, recipients: tuple[str, ...]) -> EmailMessage:
-    """Name blind copies in a Bcc header (removed before sending) when the
-    envelope can only come from the headers."""
-    import email.utils  # noqa: PLC0415
-
-    shown = {
-        addr.lower()
-        for _, addr in email.utils.getaddresses(
-            [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
-        )
-    }
-    hidden = [r for r in recipients if r.lower() not in shown]
-    if hidden:
-        message["Bcc"] = ", ".join(hidden)
-    return message

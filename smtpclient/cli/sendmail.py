@@ -38,6 +38,7 @@ from smtpclient.cli.common import (
     read_password,
 )
 from smtpclient.cli.compose import Composed
+from smtpclient.cli.direct import DirectOptions, deliver_direct
 from smtpclient.cli.outcomes import Outcome, exit_code, from_error, from_result, print_outcomes
 from smtpclient.cli.transcript import transcript
 from smtpclient.envelope import DSN
@@ -219,12 +220,15 @@ def _send(
     dsn: DSN | None,
 ) -> list[Outcome]:
     if account.direct:
-        from smtpclient.cli.send import deliver_direct  # noqa: PLC0415
-
-        data = message.read()
-        parsed = BytesParser(policy=policy.default).parsebytes(data)
+        parsed = BytesParser(policy=policy.default).parsebytes(message.read())
         assert isinstance(parsed, EmailMessage)
-        return deliver_direct(Composed(parsed, sender, tuple(recipients)), dsn)
+        options = DirectOptions(
+            tls=account.tls,
+            ssl_context=verifying_context(cafile=account.cafile) if account.cafile else None,
+            timeouts=Timeouts.uniform(account.timeout) if account.timeout else None,
+            local_hostname=account.ehlo,
+        )
+        return deliver_direct(Composed(parsed, sender, tuple(recipients)), dsn, options)
     assert account.host is not None
     server = ServerAddress(account.host, account.port)
     password = account.password
