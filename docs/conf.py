@@ -7,11 +7,11 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))
 
-import smtpclient  # noqa: E402
+import smtpclient
 
 project = "smtpclient"
 author = "The smtpclient developers"
-copyright = "2026, The smtpclient developers"  # noqa: A001
+copyright = "2026, The smtpclient developers"
 release = smtpclient.__version__
 version = release
 
