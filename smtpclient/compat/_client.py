@@ -22,7 +22,7 @@ from smtplib import (
     SMTPSenderRefused,
     SMTPServerDisconnected,
 )
-from typing import Any
+from typing import Any, Self
 
 from smtpclient.compat._commands import Reply, canonical_body
 from smtpclient.compat._message import envelope, flatten, needs_smtputf8
@@ -73,7 +73,7 @@ class SMTP(SecureClient):
             local_hostname if local_hostname is not None else _default_local_hostname()
         )
 
-    def __enter__(self) -> SMTP:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *args: object) -> None:
