@@ -35,12 +35,11 @@ from smtpclient.body import BodySource
 from smtpclient.envelope import DSN
 from smtpclient.errors import (
     CertificateVerifyError,
-    ExtensionNotSupported,
     InvalidAddressError,
     MessageContentError,
-    MessageTooLarge,
     PermanentError,
     RecipientsRefused,
+    ServiceClosing,
     SMTPClientError,
     TLSError,
     TLSRequiredError,
@@ -49,9 +48,17 @@ from smtpclient.eyeballs import Attempt, race
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Stage
 from smtpclient.protocol.status import is_transient_refusal
-from smtpclient.report import DomainTrace, HostVisit, Outcome, Status, suggest_retry
+from smtpclient.report import (
+    DomainTrace,
+    HostVisit,
+    Outcome,
+    Status,
+    local_reply,
+    queue_id_of,
+    suggest_retry,
+)
 from smtpclient.resolver import DNSError, Resolver
-from smtpclient.results import _QUEUE_ID, SendResult
+from smtpclient.results import SendResult
 from smtpclient.session import Session
 from smtpclient.targets import Target
 from smtpclient.timeouts import Timeouts
@@ -92,27 +99,6 @@ class _Open:
     error: SMTPClientError | None = None
     host: str | None = None
     address: str | None = None
-
-
-def _queue_id(reply: Reply | None) -> str | None:
-    match = _QUEUE_ID.search(reply.text) if reply is not None else None
-    return match.group(1) if match else None
-
-
-def _local_reply(exc: BaseException) -> Reply:
-    """A reply standing for a local refusal that has none of its own."""
-    text = str(exc)
-    if isinstance(exc, MessageTooLarge):
-        return Reply.build(552, text, "5.3.4")
-    if isinstance(exc, ExtensionNotSupported):
-        if exc.extension == "SMTPUTF8":
-            return Reply.build(553, text, "5.6.7")
-        if exc.extension in ("8BITMIME", "BINARYMIME"):
-            return Reply.build(554, text, "5.6.3")
-        return Reply.build(554, text, "5.3.3")
-    if isinstance(exc, InvalidAddressError):
-        return Reply.build(553, text, "5.1.3")
-    return Reply.build(554, text, "5.6.0")
 
 
 class DomainDelivery:
@@ -157,16 +143,12 @@ class DomainDelivery:
             self._keep_open(recipient, reason, **details)
 
     def _refused(self, recipient: str, reply: Reply, where: Target) -> None:
-        details = {"reply": reply, "host": where.host, "address": where.address}
+        reason = f"{where.host}: {reply.code} {reply.text}"
+        details: dict[str, Any] = {"reply": reply, "host": where.host, "address": where.address}
         if is_transient_refusal(Stage.RCPT, reply):
-            self._keep_open(recipient, f"{where.host}: {reply.code} {reply.text}", **details)
+            self._keep_open(recipient, reason, **details)
         else:
-            self._settle(
-                recipient,
-                Status.FAILED,
-                reason=f"{where.host}: {reply.code} {reply.text}",
-                **details,
-            )
+            self._settle(recipient, Status.FAILED, reason=reason, **details)
 
     def _defer_the_rest(self) -> None:
         settings = self.settings
@@ -174,16 +156,7 @@ class DomainDelivery:
             settings.attempt, settings.first_attempt, datetime.now(settings.first_attempt.tzinfo)
         )
         for recipient, why in list(self.open.items()):
-            self._settle(
-                recipient,
-                Status.DEFERRED,
-                reply=why.reply,
-                reason=why.reason,
-                host=why.host,
-                address=why.address,
-                error=why.error,
-                retry_after=retry,
-            )
+            self._settle(recipient, Status.DEFERRED, retry_after=retry, **vars(why))
 
     # --- the walk --------------------------------------------------------------------
 
@@ -197,14 +170,8 @@ class DomainDelivery:
                 self._settle(recipient, Status.UNKNOWN, reason=f"internal error: {exc!r}")
             self._all_open(f"internal error: {exc!r}")
         self._defer_the_rest()
-        trace = DomainTrace(
-            self.domain,
-            tuple(self.targets),
-            tuple(self.attempts),
-            tuple(self.visits),
-            self.dns_error,
-        )
-        return dict(self.final), trace
+        found = (tuple(self.targets), tuple(self.attempts), tuple(self.visits))
+        return dict(self.final), DomainTrace(self.domain, *found, self.dns_error)
 
     def _run(self) -> None:
         try:
@@ -293,17 +260,21 @@ class DomainDelivery:
                         continue
                 self._host_failed(target, "TLS", exc)
                 return None
-            except TLSError as exc:
-                if tls is TLSMode.OPPORTUNISTIC and not isinstance(exc, TLSRequiredError):
+            except SMTPClientError as exc:
+                # Postfix "may": a handshake that fails in any way (an alert,
+                # a reset, a stall) is retried in plaintext on a new connection.
+                in_tls = isinstance(exc, TLSError) or exc.stage is Stage.STARTTLS
+                if (
+                    in_tls
+                    and tls is TLSMode.OPPORTUNISTIC
+                    and not isinstance(exc, (TLSRequiredError, ServiceClosing))
+                ):
                     self._visit(target, f"TLS failed ({exc.message}); retrying in plaintext")
                     tls = TLSMode.NONE
                     sock = self._reconnect(target)
                     if sock is not None:
                         continue
-                self._host_failed(target, "TLS", exc)
-                return None
-            except SMTPClientError as exc:
-                stage = str(exc.stage) if exc.stage is not None else "connect"
+                stage = "TLS" if in_tls else str(exc.stage or "connect")
                 self._host_failed(target, stage, exc)
                 return None
 
@@ -330,7 +301,7 @@ class DomainDelivery:
                 except SMTPClientError as exc:
                     self._judge_error(batch, exc, target)
                 except (MessageContentError, InvalidAddressError, ValueError, TypeError) as exc:
-                    reply = _local_reply(exc)
+                    reply = local_reply(exc)
                     for recipient in batch:
                         self._settle(recipient, Status.FAILED, reply=reply, reason=str(exc))
                 else:
@@ -369,7 +340,7 @@ class DomainDelivery:
                     reason=f"{target.host}: {reply.code} {reply.text}" if reply else target.host,
                     host=target.host,
                     address=target.address,
-                    queue_id=_queue_id(reply),
+                    queue_id=queue_id_of(reply),
                     tls=session.tls,
                 )
                 count += 1
@@ -391,7 +362,7 @@ class DomainDelivery:
             if result is not None and recipient in result.recipient_data_replies:
                 reply = result.recipient_data_replies[recipient]
                 self._settle(
-                    recipient, Status.DELIVERED, reply=reply, queue_id=_queue_id(reply), **where
+                    recipient, Status.DELIVERED, reply=reply, queue_id=queue_id_of(reply), **where
                 )
             elif recipient in known:
                 self._refused(recipient, known[recipient], target)
@@ -404,7 +375,7 @@ class DomainDelivery:
                     **where,
                 )
             elif isinstance(exc, PermanentError):
-                reply = exc.reply or _local_reply(exc)
+                reply = exc.reply or local_reply(exc)
                 self._settle(
                     recipient,
                     Status.FAILED,

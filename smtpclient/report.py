@@ -23,9 +23,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from smtpclient.errors import SMTPClientError
+from smtpclient.errors import (
+    ExtensionNotSupported,
+    InvalidAddressError,
+    MessageTooLarge,
+    SMTPClientError,
+)
 from smtpclient.eyeballs import Attempt
 from smtpclient.protocol.reply import Reply
+from smtpclient.results import _QUEUE_ID
 from smtpclient.targets import Target
 from smtpclient.tls import TLSInfo
 
@@ -37,6 +43,8 @@ __all__ = [
     "HostVisit",
     "Outcome",
     "Status",
+    "local_reply",
+    "queue_id_of",
     "suggest_retry",
 ]
 
@@ -59,6 +67,28 @@ def suggest_retry(attempt: int, first_attempt: datetime, now: datetime) -> datet
         interval = LATE_RETRY
     at = now + interval
     return at if at <= first_attempt + GIVE_UP_AFTER else None
+
+
+def queue_id_of(reply: Reply | None) -> str | None:
+    """The queue id a final reply names ("250 2.0.0 Ok: queued as 4Xyz"), if any."""
+    match = _QUEUE_ID.search(reply.text) if reply is not None else None
+    return match.group(1) if match else None
+
+
+def local_reply(exc: BaseException) -> Reply:
+    """A reply standing for a local refusal that has none of its own."""
+    text = str(exc)
+    if isinstance(exc, MessageTooLarge):
+        return Reply.build(552, text, "5.3.4")
+    if isinstance(exc, ExtensionNotSupported):
+        if exc.extension == "SMTPUTF8":
+            return Reply.build(553, text, "5.6.7")
+        if exc.extension in ("8BITMIME", "BINARYMIME"):
+            return Reply.build(554, text, "5.6.3")
+        return Reply.build(554, text, "5.3.3")
+    if isinstance(exc, InvalidAddressError):
+        return Reply.build(553, text, "5.1.3")
+    return Reply.build(554, text, "5.6.0")
 
 
 class Status(enum.Enum):
