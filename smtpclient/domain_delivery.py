@@ -23,6 +23,7 @@ The walk, as Postfix's smtp client does it:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import ssl
 from collections.abc import Iterable, Mapping
@@ -247,12 +248,14 @@ class DomainDelivery:
         """Greeting, EHLO and TLS on *sock*; None (and a note) when the host fails."""
         tls = self.settings.tls
         context = self.settings.ssl_context
+        verify_error: str | None = None
         while True:
             try:
-                return self._connect(target, sock, tls, context)
+                session = self._connect(target, sock, tls, context)
             except CertificateVerifyError as exc:
                 if tls is TLSMode.OPPORTUNISTIC and context is self.settings.ssl_context:
                     # Postfix "may": encryption without verification beats plaintext.
+                    verify_error = exc.message
                     self._visit(target, f"certificate not verified ({exc.message}); retrying")
                     context = unverified_context(self.settings.ssl_context)
                     sock = self._reconnect(target)
@@ -277,6 +280,9 @@ class DomainDelivery:
                 stage = "TLS" if in_tls else str(exc.stage or "connect")
                 self._host_failed(target, stage, exc)
                 return None
+            if session.tls is not None and verify_error is not None:
+                session.tls = dataclasses.replace(session.tls, verify_error=verify_error)
+            return session
 
     def _visit(self, target: Target, result: str, tls: Any = None) -> None:
         self.visits.append(HostVisit(target.host, target.address, result, tls))

@@ -181,6 +181,7 @@ def test_opportunistic_tls_encrypts_and_records_verification(
     assert outcome.status is Status.DELIVERED
     assert outcome.tls is not None and outcome.tls.version.startswith("TLSv1.")
     assert outcome.tls.verified is trusted  # Postfix "may": encrypted even when unverified
+    assert (outcome.tls.verify_error is None) is trusted
     assert outcome.tls.server_hostname == f"mail.{Z}"  # SNI and checks use the MX name
 
 
