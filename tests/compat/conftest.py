@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import trustme
 from servers.smtpd import AiosmtpdServer
 
-USERS = {"alice": "s3cret-pw"}
-
-
-@dataclass
-class TLSFiles:
-    """A throwaway CA and a server context whose certificate it signed."""
-
-    ca: trustme.CA
-    server_context: ssl.SSLContext
-
-    def client_context(self) -> ssl.SSLContext:
-        """A verifying client context that trusts only the test CA."""
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
+from .twin import USERS, TLSFiles
 
 
 @pytest.fixture(scope="session")

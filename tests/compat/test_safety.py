@@ -17,8 +17,8 @@ from servers.smtpd import AiosmtpdServer
 
 import smtpclient.compat as compat
 from smtpclient.errors import SMTPTimeoutError, TransientError
-from tests.compat.conftest import USERS, TLSFiles
-from tests.compat.twin import captured_stderr
+
+from .twin import USERS, TLSFiles, captured_stderr
 
 HOST = "127.0.0.1"
 

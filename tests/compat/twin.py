@@ -11,16 +11,35 @@ from __future__ import annotations
 import contextlib
 import io
 import smtplib
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import trustme
+
 import smtpclient.compat as compat
 
 LIBS = (smtplib, compat)
 Script = Callable[[ModuleType, Any], list[Any]]
+
+USERS = {"alice": "s3cret-pw"}
+
+
+@dataclass
+class TLSFiles:
+    """A throwaway CA and a server context whose certificate it signed."""
+
+    ca: trustme.CA
+    server_context: ssl.SSLContext
+
+    def client_context(self) -> ssl.SSLContext:
+        """A verifying client context that trusts only the test CA."""
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
 
 
 def describe(exc: BaseException) -> tuple[Any, ...]:
