@@ -91,9 +91,10 @@ DEFAULT_LIFETIME = 30.0  # Timeouts.mta().dns
 class Resolver:
     """Finds and orders a domain's mail hosts; safe to share between threads.
 
-    Arguments (all keyword):
-        nameservers, port: ask these servers (IP addresses) on this port
-            instead of the system's (/etc/resolv.conf).
+    Args:
+        nameservers: ask these servers (IP addresses) instead of the
+            system's (/etc/resolv.conf).
+        port: the nameservers' port (default 53).
         lifetime: seconds for all the queries of one lookup together
             (default 30, as ``Timeouts.mta().dns``).
         dns_resolver: a ``dns.resolver.Resolver`` of your own (not together
