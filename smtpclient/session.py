@@ -50,7 +50,7 @@ from smtpclient.protocol.extensions import Extensions
 from smtpclient.protocol.reply import Reply, ReplyLimits, ReplyParser
 from smtpclient.protocol.state import SessionState, Stage, check_allowed
 from smtpclient.protocol.status import error_for
-from smtpclient.timeouts import Deadline, Timeouts
+from smtpclient.timeouts import DATA_DONE_FLOOR, Deadline, Timeouts
 from smtpclient.tls import TLSInfo, TLSMode, default_mode, unverified_context, verifying_context
 from smtpclient.transaction import send_batch, send_one
 from smtpclient.transport import Transport, _literal
@@ -327,7 +327,14 @@ class Session:
     # --- the wire ------------------------------------------------------------------
 
     def _deadline(self, stage: Stage) -> Deadline:
-        return Deadline.for_stage(self.timeouts, stage, self._total)
+        cap = self._total
+        if stage is Stage.DATA_DONE and cap is not None:
+            # Once the final dot is out, giving up early makes duplicates: the
+            # overall deadline never cuts this wait below the floor.
+            floor = Deadline(DATA_DONE_FLOOR, stage)
+            if cap.expires < floor.expires:
+                cap = floor
+        return Deadline.for_stage(self.timeouts, stage, cap)
 
     def _write(
         self, data: bytes, stage: Stage, *, shown: str | Callable[[], str] | None = None
@@ -444,6 +451,10 @@ class Session:
 
     def _hello(self) -> Reply:
         check_allowed("ehlo", self._state)
+        if self._parser.buffered:
+            # A reply before EHLO was sent (a second greeting, a server talking
+            # out of turn): paired with EHLO it would shift every later reply.
+            self._check_unsolicited(Stage.EHLO)
         name = self.local_hostname
         if self.lmtp:
             reply = self._command(commands.lhlo(name), Stage.EHLO)
@@ -451,12 +462,14 @@ class Session:
             reply = self._command(commands.ehlo(name), Stage.EHLO)
             if reply.code in (500, 502):  # EHLO not recognised: an RFC 821 server
                 reply = self._command(commands.helo(name), Stage.EHLO)
-                if reply.is_positive:
+                if reply.code == 250:
                     self.ehlo_reply = reply
                     self.extensions = Extensions(reply.lines[0].split(" ", 1)[0], esmtp=False)
                     self._state = SessionState.READY
                     return reply
-        if not reply.is_positive:
+        if reply.code != 250:
+            # RFC 5321 §4.3.2: success is 250 only; another 2xx (a repeated
+            # 220 greeting) means the replies are out of step: ProtocolError.
             raise self._error(Stage.EHLO, reply)
         self.ehlo_reply = reply
         self.extensions = Extensions.parse(reply)
@@ -756,13 +769,24 @@ class Session:
         return reply
 
     def _reset_after_failure(self) -> None:
-        """RSET after a failed transaction, so the session stays usable."""
+        """RSET after a failed transaction, so the session stays usable.
+
+        Never raises: if RSET fails the session is closed (``usable`` False)
+        and the refusal being handled stays the outcome.
+        """
         if self._state not in (SessionState.READY, SessionState.IN_TRANSACTION):
             return
-        reply = self._command(commands.rset(), Stage.RSET)
+        try:
+            reply = self._command(commands.rset(), Stage.RSET)
+        except SMTPClientError as exc:
+            # The refusal that led here is the message's outcome; the lost
+            # RSET only means this connection is done (already closed).
+            log.debug("%s: RSET after a refusal failed (%s); connection closed", self.host, exc)
+            return
         if not reply.is_positive:
             self._abort()
-            raise self._error(Stage.RSET, reply)
+            log.debug("%s: RSET after a refusal got %d; connection closed", self.host, reply.code)
+            return
         self._state = SessionState.READY
 
     @exclusive

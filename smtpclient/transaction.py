@@ -130,6 +130,7 @@ class _Tx:
                 start += len(window)
                 if not replies[0].is_positive:
                     break
+            self._expect_silence(stages[len(replies) - 1])
         else:
             if prefix or after_write is not None:
                 raise RuntimeError("cross-message pipelining needs PIPELINING")
@@ -149,11 +150,25 @@ class _Tx:
                     asked = len(replies)
                     replies += [Reply(0)] * (1 + len(self.batch) - asked)
                     replies.append(self._ask(lines[-1], Stage.DATA_INIT))
+            self._expect_silence(stages[len(replies) - 1])
         return self._judge(replies, with_data)
 
     def _ask(self, line: bytes, stage: Stage) -> Reply:
+        self._expect_silence(stage)
         self.session._write(line, stage)
         return self._check(self.session._read(stage), stage)
+
+    def _expect_silence(self, stage: Stage) -> None:
+        """Every reply asked for has been read: anything more is a reply out
+        of step (an extra or shifted one), and reading it as the answer to
+        the content would report a message delivered that was not.  Raises
+        ``ProtocolError`` (``ServiceClosing`` for a 421, ``ServerDisconnected``
+        for a hang-up); the session is closed and nothing more is sent."""
+        session = self.session
+        # Plaintext only for the socket check: under TLS a readable socket
+        # may hold a post-handshake record rather than application data.
+        if session._parser.buffered or (session.tls is None and session._transport.readable()):
+            session._check_unsolicited(stage)
 
     def _judge(self, replies: list[Reply], with_data: bool) -> bool:
         session = self.session
@@ -190,9 +205,14 @@ class _Tx:
     def _end_without_content(self, data_reply: Reply | None) -> None:
         if data_reply is not None and data_reply.code == 354:
             # RFC 2920 §3.1: DATA was accepted although no recipient was;
-            # end the (empty) content at once and deliver nothing.
-            self.session._write(b".\r\n", Stage.DATA_BLOCK)
-            self.session._read(Stage.DATA_DONE)
+            # end the (empty) content at once and deliver nothing.  Nothing
+            # can be delivered either way: a failure here only closes the
+            # session, and the refusals stay the outcome.
+            try:
+                self.session._write(b".\r\n", Stage.DATA_BLOCK)
+                self.session._read(Stage.DATA_DONE)
+            except SMTPClientError:
+                return
         self.session._reset_after_failure()
 
     def _move_accepted_to_refused(self, reply: Reply) -> None:

@@ -66,7 +66,9 @@ class Extensions:
     def max_size(self) -> int | None:
         """SIZE limit in octets; None when SIZE is absent, 0 or has no value (no limit)."""
         values = self.params("SIZE")
-        if not values or not values[0].isdigit():
+        # ASCII digits only: str.isdigit() is also true for "²", which int()
+        # refuses, and int() would read other scripts' digits ("٣").
+        if not values or not (values[0].isascii() and values[0].isdigit()):
             return None
         limit = int(values[0])
         return limit or None
