@@ -177,9 +177,13 @@ class Mailer:
         rcpt_options: Iterable[str] = (),
         dsn: DSN | None = None,
         requiretls: bool = False,
+        tls_optional: bool = False,
+        reencode_8bit: bool = False,
     ) -> SendResult:
         """Send an ``email.message.Message`` (envelope from its headers unless
         given; Bcc never transmitted) and return its ``SendResult``.
+        *requiretls*, *tls_optional* and *reencode_8bit* are as for
+        ``Session.send_message``.
 
         Raises:
             PoolTimeout: no connection became free within ``checkout_timeout``.
@@ -201,6 +205,8 @@ class Mailer:
                 rcpt_options=options[1],
                 dsn=chosen,
                 requiretls=requiretls,
+                tls_optional=tls_optional,
+                reencode_8bit=reencode_8bit,
             )
 
         return self._deliver(work, resendable=True)

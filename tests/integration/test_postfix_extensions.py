@@ -32,7 +32,7 @@ from servers.postfix import (
     strip_added_headers,
 )
 
-from smtpclient import DSN, Recipient, Session, Timeouts, TLSMode
+from smtpclient import DSN, Mailer, Recipient, Session, Timeouts, TLSMode
 from smtpclient.errors import (
     DataRefused,
     ExtensionNotSupported,
@@ -418,3 +418,20 @@ def test_tls_required_no_header_is_delivered(postfix: PostfixServer) -> None:
     body = strip_added_headers(stored)
     assert b"\r\nTLS-Required: No\r\n" in body.split(b"\r\n\r\n")[0] + b"\r\n"
     assert "TLS-Required" not in message  # the caller's message is unchanged
+
+
+def test_mailer_passes_the_extension_options_through(postfix: PostfixServer) -> None:
+    marker = token()
+    message = EmailMessage()
+    message["From"] = "s@example.test"
+    message["To"] = "r@example.test"
+    message["Subject"] = marker
+    message.set_content("Grüße\n")
+    with Mailer(postfix.host, postfix.port, tls=TLSMode.NONE, timeouts=TIMEOUTS) as mailer:
+        with pytest.raises(TLSRequiredError):
+            mailer.send(message, requiretls=True)
+        mailer.send(message, tls_optional=True, reencode_8bit=True)
+    (stored,) = delivered(postfix, marker)
+    body = strip_added_headers(stored)
+    assert b"\r\nTLS-Required: No\r\n" in body
+    assert body == serialise(message, utf8=False, extra_headers=[("TLS-Required", "No")])
