@@ -3,7 +3,7 @@
 A fixed number of worker threads (``--concurrency``) take rows in order and
 send each one's message through the connection pool (``smtpclient.Mailer``)
 or, with ``--direct``, to the recipient's MX hosts.  The main thread only
-draws progress, so Ctrl-C lands there: the first one stops taking new rows
+draws progress and watches for Ctrl-C: the first one stops taking new rows
 and waits for the messages already in flight (each bounded by its
 timeouts); a second one stops at once and reports those in flight as
 "unknown".  Either way every row ends with one outcome, "not sent" for the
@@ -111,10 +111,11 @@ def run_bulk(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
         )
     display = make_display(len(rows), quiet=args.quiet)
-    run = BulkRun(rows, build, sender, transport, args.concurrency, display)
+    interrupts = Interrupts()
+    run = BulkRun(rows, build, sender, transport, args.concurrency, display, interrupts)
     started = time.monotonic()
     secrets = [password] if password else []
-    with transcript(args.transcript, show_host=True, secrets=secrets), _interrupts_raise():
+    with transcript(args.transcript, show_host=True, secrets=secrets), interrupts.installed():
         outcomes = run.run()
     display.close()
     fancy = sys.stdout.isatty()
@@ -140,23 +141,29 @@ def _sender(args: argparse.Namespace, template: EmailMessage) -> str:
     return addr
 
 
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    """Ctrl-C (and SIGTERM) raise KeyboardInterrupt in the main thread for the
-    duration, even when the shell started us with SIGINT ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class Interrupts:
+    """Counts Ctrl-C (SIGINT) and SIGTERM while installed (main thread only)."""
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+    def __init__(self) -> None:
+        self.count = 0
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Interrupts]:
+        """Count the signals instead of dying of them, for the duration; also
+        when the shell started us with SIGINT ignored."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self._handle) for sig in signals}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class BulkRun:
@@ -174,12 +181,14 @@ class BulkRun:
         transport: Sender,
         concurrency: int,
         display: Display,
+        interrupts: Interrupts,
     ) -> None:
         self.rows = list(rows)
         self.build = build
         self.sender = sender
         self.transport = transport
         self.display = display
+        self.interrupts = interrupts
         self.interrupted = False
         self._todo: queue.Queue[Row] = queue.Queue()
         for row in self.rows:
@@ -227,38 +236,36 @@ class BulkRun:
             return from_error(exc, [row.address])
 
     def run(self) -> list[Outcome]:
-        """Send everything (or until interrupted); every row gets an outcome."""
+        """Send everything (or until interrupted); every row gets an outcome.
+
+        Ctrl-C only counts (``Interrupts``); this loop looks at the count
+        between outcomes, so an interrupt never lands in the middle of the
+        bookkeeping.
+        """
         for worker in self._workers:
             worker.start()
-        try:
-            self._drain()
-        except KeyboardInterrupt:
-            self.interrupted = True
-            self._stop.set()
-            with self._lock:
-                flying = len(self._in_flight)
-            self.display.note(
-                f"interrupted: finishing {flying} message(s) in flight; "
-                "press Ctrl-C again to stop at once"
-            )
-            try:
-                self._drain()
-            except KeyboardInterrupt:
+        aborted = False
+        while any(worker.is_alive() for worker in self._workers) or not self._done.empty():
+            with contextlib.suppress(queue.Empty):
+                self.display.advance(self._done.get(timeout=0.1))
+            if self.interrupts.count and not self.interrupted:
+                self._stop_taking_rows()
+            if self.interrupts.count >= 2:
                 self._abort()
-        finally:
-            self.transport.close(wait=not self._aborted())
+                aborted = True
+                break
+        self.transport.close(wait=not aborted)
         return self._collect()
 
-    def _drain(self) -> None:
-        while any(worker.is_alive() for worker in self._workers) or not self._done.empty():
-            try:
-                outcomes = self._done.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            self.display.advance(outcomes)
-
-    def _aborted(self) -> bool:
-        return any(worker.is_alive() for worker in self._workers)
+    def _stop_taking_rows(self) -> None:
+        self.interrupted = True
+        self._stop.set()
+        with self._lock:
+            flying = len(self._in_flight)
+        self.display.note(
+            f"interrupted: finishing {flying} message(s) in flight; "
+            "press Ctrl-C again to stop at once"
+        )
 
     def _abort(self) -> None:
         """Stop waiting: what is in flight may or may not arrive."""
