@@ -29,14 +29,18 @@ class Password(Credentials):
 
     Raises:
         TypeError: either is not a str.
+        ValueError: either holds NUL, which SASL (PLAIN's separator) cannot carry.
     """
 
     password: str = field(repr=False, default="")
 
     def __post_init__(self) -> None:
         for name in ("username", "password"):
-            if not isinstance(getattr(self, name), str):
+            value = getattr(self, name)
+            if not isinstance(value, str):
                 raise TypeError(f"{name} must be str")
+            if "\0" in value:
+                raise ValueError(f"the {name} holds a NUL character, which SASL cannot carry")
 
 
 @dataclass(frozen=True)

@@ -349,6 +349,17 @@ def test_a_given_socket_is_never_silently_replaced() -> None:
         assert server.connections == 1
 
 
+def test_a_name_checking_context_without_a_name_is_a_usage_error() -> None:
+    # A Unix-socket-style host has no name to verify: refused before the handshake.
+    with ScriptedServer(tls_server(GOOD)) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        with pytest.raises(ValueError, match="server_hostname"):
+            Session.connect(
+                "/run/lmtp.sock", tls=TLSMode.STARTTLS, ssl_context=CA.client_context(), sock=sock
+            )
+        sock.close()
+
+
 def test_tls_errors_are_also_the_builtin_kinds() -> None:
     with ScriptedServer(tls_server(self_signed(NAME))) as server:
         with pytest.raises(ssl.SSLError):

@@ -112,6 +112,16 @@ def test_implicit_tls_from_the_first_byte(leaf: Leaf, ca: TestCA) -> None:
     assert server.messages[0].content == BODY
 
 
+def test_an_ipv6_literal_is_verified_against_the_certificate(leaf: Leaf, ca: TestCA) -> None:
+    with AiosmtpdServer(host="::1", implicit_tls=leaf.server_context()) as server:
+        with Session.connect(
+            "::1", server.port, tls=TLSMode.IMPLICIT, ssl_context=ca.client_context()
+        ) as session:
+            assert session.tls is not None and session.tls.verified
+            assert session.tls.server_hostname == "::1"
+            send_one(session)
+
+
 def test_the_default_trust_is_certifi_so_a_private_ca_fails(
     starttls_server: AiosmtpdServer,
 ) -> None:

@@ -359,5 +359,10 @@ def test_credentials_are_frozen_values() -> None:
 def test_credentials_types_are_checked() -> None:
     with pytest.raises(TypeError):
         Password("user", b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NUL") as info:
+        Password("user", "hunter\0two")  # would split PLAIN's message differently
+    assert "hunter" not in str(info.value) and "two" not in str(info.value)
+    with pytest.raises(ValueError, match="NUL"):
+        Password("us\0er", "password")
     with pytest.raises(TypeError):
         OAuth2(None, "t")  # type: ignore[arg-type]
