@@ -24,14 +24,11 @@ _UNSET: object = object()
 
 
 class Reply:
-    """One complete reply (immutable).
-
-    Attributes:
-        code: the three-digit reply code.
-        lines: the text of each line, after the code and separator.
-        enhanced: the RFC 3463 enhanced status code ("5.1.1") if the first
-            line starts with one whose class matches the reply code.
-        raw: the undecoded text of each line (for smtplib compatibility).
+    """One complete reply (immutable): ``code`` (the three-digit reply
+    code), ``lines`` (the text of each line after the code and separator),
+    ``enhanced`` (the RFC 3463 status code such as "5.1.1", when the first
+    line starts with one whose class matches the code) and ``raw`` (the
+    undecoded text of each line, for smtplib compatibility).
 
     Replies read from the wire decode their text only when it is first
     asked for: most replies are only ever looked at for their code.
