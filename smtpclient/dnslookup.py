@@ -87,9 +87,7 @@ class MailLoopError(PermanentDNSError):
     """Only our own host, or worse-preference hosts, are in the MX list."""
 
 
-def dns_error(
-    cls: type[DNSError], message: str, name: str, code: int, enhanced: str
-) -> DNSError:
+def dns_error(cls: type[DNSError], message: str, name: str, code: int, enhanced: str) -> DNSError:
     """An error of class *cls* carrying a locally made reply (*code*, *enhanced*)."""
     return cls(message, reply=Reply.build(code, message, enhanced), stage=Stage.DNS, host=name)
 
