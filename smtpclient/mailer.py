@@ -27,18 +27,12 @@ from email.message import Message
 from typing import TypeAlias
 
 from smtpclient.auth import Password
-from smtpclient.body import Body, BodySource
+from smtpclient.body import BodySource
 from smtpclient.envelope import DSN, Recipient
-from smtpclient.errors import (
-    PoolClosedError,
-    ServerDisconnected,
-    ServiceClosing,
-    SMTPClientError,
-)
+from smtpclient.errors import PoolClosedError, SMTPClientError
 from smtpclient.pool import SessionPool
-from smtpclient.protocol.state import Stage
 from smtpclient.results import SendResult
-from smtpclient.retry import RetryPolicy
+from smtpclient.retry import RetryPolicy, closed_while_idle, never_sent, resendable
 from smtpclient.server import CredentialsSource, ServerSettings
 from smtpclient.session import Session
 from smtpclient.timeouts import Timeouts
@@ -49,38 +43,6 @@ __all__ = ["Mailer"]
 log = logging.getLogger(__name__)
 
 Item: TypeAlias = Message | tuple[str, Sequence[str] | str, BodySource]
-
-# Failing here, nothing of the message has reached a recipient yet.
-_BEFORE_RECIPIENTS = frozenset({Stage.MAIL, Stage.RSET, Stage.COMMAND})
-
-
-def _closed_while_idle(error: SMTPClientError) -> bool:
-    """A hang-up or 421 before any recipient could have been accepted."""
-    return (
-        isinstance(error, (ServerDisconnected, ServiceClosing))
-        and not error.outcome_unknown
-        and error.stage in _BEFORE_RECIPIENTS
-    )
-
-
-def _never_sent(error: SMTPClientError) -> bool:
-    """``Session.send_many``'s outcome for a message it did not get to
-    because the connection failed before it (no stage was reached)."""
-    return (
-        isinstance(error, ServerDisconnected) and error.stage is None and not error.outcome_unknown
-    )
-
-
-def _resendable(data: object) -> bool:
-    """Can this content be sent a second time (not a one-shot iterable)?"""
-    if isinstance(data, Message):
-        return True
-    if isinstance(data, tuple) and len(data) == 3:
-        data = data[2]
-    try:
-        return Body(data).reusable  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return True  # sending reports the problem; a retry would repeat it
 
 
 class Mailer:
@@ -251,7 +213,7 @@ class Mailer:
                 binary=binary,
             )
 
-        return self._deliver(work, resendable=_resendable(data))
+        return self._deliver(work, resendable=resendable(data))
 
     def _deliver(self, work: Callable[[Session], SendResult], *, resendable: bool) -> SendResult:
         retries = 0
@@ -273,7 +235,7 @@ class Mailer:
                     return work(lease.session)
                 except SMTPClientError as exc:
                     error = exc
-            if lease.reused and not stale_retried and _closed_while_idle(error):
+            if lease.reused and not stale_retried and closed_while_idle(error):
                 log.info("pooled connection was closed by the server (%s); sending again", error)
                 stale_retried = fresh = True
                 continue
@@ -302,7 +264,7 @@ class Mailer:
         outcomes: list[SendResult | Exception | None] = [None] * count
         retries = [0] * count
         stale_used = [False] * count
-        resendable = [_resendable(item) for item in items]
+        can_resend = [resendable(item) for item in items]
         pending = list(range(count))
         connect_retries = 0
         fresh = False
@@ -331,18 +293,18 @@ class Mailer:
             for position, (index, outcome) in enumerate(zip(batch, results, strict=True)):
                 if not isinstance(outcome, SMTPClientError):
                     outcomes[index] = outcome
-                elif _never_sent(outcome):
+                elif never_sent(outcome):
                     again.append(index)
                 elif (
                     position == 0
                     and lease.reused
                     and not stale_used[index]
-                    and _closed_while_idle(outcome)
+                    and closed_while_idle(outcome)
                 ):
                     log.info("pooled connection was closed by the server (%s); again", outcome)
                     stale_used[index] = fresh = True
                     again.append(index)
-                elif resendable[index] and self._may_retry(outcome, retries[index]):
+                elif can_resend[index] and self._may_retry(outcome, retries[index]):
                     retries[index] += 1
                     assert self.retry is not None
                     wait = max(wait, self.retry.delay(retries[index]))
@@ -366,11 +328,9 @@ class Mailer:
     def _send_batch(session: Session, batch: list[Item]) -> list[SendResult | Exception]:
         try:
             return session.send_many(batch)
-        except SMTPClientError:
-            raise
         except Exception as exc:
-            # Something outside the protocol (a body iterator failing mid-way)
-            # stopped the batch: which of its messages went is not known.
+            # Something escaped the batch (a body iterator failing mid-way):
+            # which of its messages went is not known.
             unknown: list[SendResult | Exception] = []
             for _ in batch:
                 error = SMTPClientError(

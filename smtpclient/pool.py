@@ -179,7 +179,7 @@ class SessionPool:
                     return entry, False, retired, None
                 evicted = None
                 if book.open_count >= self.max_connections and not retired:
-                    evicted = self._least_recently_used()
+                    evicted = book.least_recently_used()
                 if book.open_count < self.max_connections or evicted is not None:
                     if evicted is not None:
                         book.take(evicted)  # its slot passes to the new connection
@@ -197,13 +197,6 @@ class SessionPool:
                         host=key.host,
                     )
                 self._cond.wait(left)
-
-    def _least_recently_used(self) -> _Entry | None:
-        oldest: _Entry | None = None
-        for stack in self._book.idle.values():
-            if stack and (oldest is None or stack[0].idle_since < oldest.idle_since):
-                oldest = stack[0]
-        return oldest
 
     def _expired(self) -> list[_Entry]:
         """Under the lock: take out every idle connection due for retirement

@@ -64,6 +64,14 @@ class _Book:
             del self.idle[entry.key]
         return True
 
+    def least_recently_used(self) -> _Entry | None:
+        """The idle connection unused the longest (over every key)."""
+        oldest: _Entry | None = None
+        for stack in self.idle.values():
+            if stack and (oldest is None or stack[0].idle_since < oldest.idle_since):
+                oldest = stack[0]
+        return oldest
+
     def drop_all(self) -> None:
         """Close every descriptor without a byte of SMTP (fork, GC, exit)."""
         entries = [e for stack in self.idle.values() for e in stack] + list(self.leased)

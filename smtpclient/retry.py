@@ -1,4 +1,5 @@
-"""``RetryPolicy``: how often, and after how long, a Mailer tries a message again.
+"""When a Mailer may send a message again: ``RetryPolicy`` and the rules for
+a connection that died under a message.
 
 Off by default: a web request usually wants to hear at once that the mail
 server is unhappy and queue the work elsewhere.  When given, only transient
@@ -6,22 +7,31 @@ errors whose outcome is known are retried -- never a message that may
 already have been delivered (``outcome_unknown``), never a permanent
 refusal, and never an error that waiting cannot fix (a certificate that
 does not verify, TLS that is not offered, the pool's own checkout timeout).
+
+Separately, the helpers below say when a failure proves that nothing of a
+message was delivered (a pooled connection found closed at MAIL, a message
+a batch never reached), and whether its content can be sent twice.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from email.message import Message
 
+from smtpclient.body import Body
 from smtpclient.errors import (
     CertificateVerifyError,
     PoolTimeout,
+    ServerDisconnected,
+    ServiceClosing,
     SMTPClientError,
     TLSRequiredError,
     TransientError,
 )
+from smtpclient.protocol.state import Stage
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "closed_while_idle", "never_sent", "resendable"]
 
 _HOPELESS: tuple[type[SMTPClientError], ...] = (
     CertificateVerifyError,
@@ -88,3 +98,36 @@ class RetryPolicy:
             return base
         spread = base * self.jitter
         return max(0.0, base + random.uniform(-spread, spread))  # noqa: S311 (not crypto)
+
+
+# Failing here, nothing of the message has reached a recipient yet.
+_BEFORE_RECIPIENTS = frozenset({Stage.MAIL, Stage.RSET, Stage.COMMAND})
+
+
+def closed_while_idle(error: SMTPClientError) -> bool:
+    """A hang-up or 421 before any recipient could have been accepted."""
+    return (
+        isinstance(error, (ServerDisconnected, ServiceClosing))
+        and not error.outcome_unknown
+        and error.stage in _BEFORE_RECIPIENTS
+    )
+
+
+def never_sent(error: SMTPClientError) -> bool:
+    """``Session.send_many``'s outcome for a message it did not get to
+    because the connection failed before it (no stage was reached)."""
+    return (
+        isinstance(error, ServerDisconnected) and error.stage is None and not error.outcome_unknown
+    )
+
+
+def resendable(data: object) -> bool:
+    """Can this content be sent a second time (not a one-shot iterable)?"""
+    if isinstance(data, Message):
+        return True
+    if isinstance(data, tuple) and len(data) == 3:
+        data = data[2]
+    try:
+        return Body(data).reusable  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True  # sending reports the problem; a retry would repeat it

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -144,6 +145,28 @@ def test_the_lock_is_not_held_while_a_connection_is_being_opened(
         sender.join(20)
     assert finished_while_slow_server_silent
     assert len(smtpd.messages) == 2
+
+
+def test_reuse_works_with_descriptors_above_1023(smtpd: AiosmtpdServer) -> None:
+    """A busy web worker has many files open; select() cannot watch a
+    descriptor >= 1024 (FD_SETSIZE), so the idle check must not use it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        settings = settings_for(smtpd.port)
+        with SessionPool(health_check_after=0) as pool:
+            for _ in range(3):
+                with pool.session(settings) as session:
+                    assert session._transport.sock is not None
+                    assert session._transport.sock.fileno() >= 1024
+                    session.sendmail("a@example.com", ["b@example.com"], BODY)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(smtpd.messages) == 3
+    assert smtpd.recorder.connections == 1
 
 
 def test_a_full_pool_of_idle_connections_to_another_server_makes_room(
