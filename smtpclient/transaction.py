@@ -419,6 +419,9 @@ def _transactions(session: Session, plan: Plan, outcome: _Outcome) -> None:
             if tx.open() and tx.send_content() is not None:
                 tx.read_finals()
         except SMTPClientError as exc:
+            # Refusals already read in this transaction are known outcomes;
+            # its accepted recipients stay unknown (neither list).
+            outcome.refused.update(tx.refused)
             exc.result = outcome.result()
             raise
         outcome.add(tx)

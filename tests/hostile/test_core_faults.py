@@ -384,3 +384,26 @@ def test_connection_refused_is_a_connect_error() -> None:
     with pytest.raises(ConnectError) as info:
         Session.connect("127.0.0.1", port, tls=TLSMode.NONE, timeouts=FAST)
     assert isinstance(info.value, ConnectionError)
+
+
+def test_refusals_read_before_a_lost_connection_are_still_reported() -> None:
+    def handler(conn: Conn) -> None:
+        greet_and_ehlo(conn, ())
+        conn.expect(b"MAIL")
+        conn.reply("250 ok")
+        conn.expect(b"RCPT")
+        conn.reply("550 5.1.1 no such user")
+        conn.expect(b"RCPT")
+        conn.reply("250 ok")
+        conn.expect(b"DATA")
+        conn.reply("354 go")
+        conn.read_data()
+
+    with ScriptedServer(handler) as server:
+        with connect(server) as session, pytest.raises(ServerDisconnected) as info:
+            session.sendmail("a@x.example", ["gone@x.example", "ok@x.example"], b"x")
+    result = info.value.result
+    assert info.value.outcome_unknown
+    assert result is not None
+    assert result.refused["gone@x.example"].code == 550
+    assert result.unknown == ("ok@x.example",)
