@@ -333,7 +333,10 @@ class SessionPool:
         fork (that thread does not exist here), so it is replaced, not taken.
         """
         self._cond = threading.Condition(threading.Lock())
+        self._finalizer.detach()
         self._book.drop_all()
+        self._book = _Book()  # the child's pool starts afresh, counters too
+        self._finalizer = weakref.finalize(self, _Book.drop_all, self._book)
         self._pid = os.getpid()
 
     # --- the whole pool ------------------------------------------------------------------

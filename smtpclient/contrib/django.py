@@ -34,6 +34,7 @@ tests); a forked worker drops its parent's connections and opens its own.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import threading
 from collections.abc import Sequence
@@ -57,6 +58,16 @@ log = logging.getLogger(__name__)
 
 _mailers: dict[tuple[Any, ...], Mailer] = {}
 _mailers_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # A parent thread may have held the lock at the moment of the fork.  The
+    # Mailers stay: their pools drop the parent's connections themselves.
+    global _mailers_lock  # noqa: PLW0603
+    _mailers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _hashable(value: Any) -> Any:

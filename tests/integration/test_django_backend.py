@@ -8,12 +8,14 @@ never through Django's test runner, whose in-memory backend would replace it.
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -210,6 +212,29 @@ def test_no_server_fails_loudly_or_silently() -> None:
         assert send_mail("s", "b", "a@example.test", ["b@example.test"], fail_silently=True) == 0
         with pytest.raises(ConnectError):
             send_mail("s", "b", "a@example.test", ["b@example.test"])
+
+
+def test_a_forked_worker_opens_its_own_connection(server: MeteredAiosmtpd) -> None:
+    """gunicorn --preload: the parent sent (and pooled a connection) before forking."""
+    with at(server.port):
+        assert send_mail("parent", "b", "a@example.test", ["b@example.test"]) == 1
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sent = send_mail("child", "b", "a@example.test", ["b@example.test"])
+                os._exit(0 if sent == 1 else 1)
+            except BaseException:
+                os._exit(2)
+        end = time.monotonic() + 30
+        while not (done := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < end:
+            time.sleep(0.02)
+        if not done[0]:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done[0] and os.waitstatus_to_exitcode(done[1]) == 0
+        assert send_mail("parent again", "b", "a@example.test", ["b@example.test"]) == 1
+    assert len(server.messages) == 3
+    assert server.meter.total == 2  # the parent's connection, still in use, and the child's
 
 
 # --- Django's settings, with Django's meaning ---------------------------------------------
