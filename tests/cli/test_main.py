@@ -17,6 +17,7 @@ def test_help_lists_every_command_with_examples_and_exit_codes() -> None:
     assert "examples:" in done.stdout
     assert "smtpclient demo" in done.stdout
     assert "75 temporary failure" in done.stdout
+    assert "not available" not in done.stdout  # every subcommand module imported
 
 
 def test_version() -> None:
@@ -26,7 +27,7 @@ def test_version() -> None:
 
 
 def test_each_command_has_help_with_examples() -> None:
-    for name in ("send", "probe", "sendmail", "demo"):
+    for name in ("send", "probe", "sendmail", "demo", "mx"):
         done = run_cli(name, "--help")
         assert done.returncode == 0, done.stderr
         assert f"usage: smtpclient {name}" in done.stdout
