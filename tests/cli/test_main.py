@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import configparser
+import sys
+
+import pytest
 
 import smtpclient
 from cli.helpers import REPO, run_cli
@@ -61,3 +64,12 @@ def test_console_script_points_at_main() -> None:
     setup_requires = config["options"]["install_requires"].split()
     # The core keeps exactly three runtime dependencies; the CLI's are extras.
     assert [r.split(">")[0] for r in setup_requires] == ["dnspython", "idna", "certifi"]
+
+
+def test_a_subcommand_that_cannot_load_leaves_the_others_working(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "smtpclient.cli.mx", None)  # as if mx.py were missing
+    assert main(["mx", "--json", "example.com"]) == 69
+    assert "'mx' is not available in this installation" in capsys.readouterr().err
+    assert main(["--version"]) == 0
