@@ -46,6 +46,7 @@ def run_cli(
         env=env or cli_env(),
         timeout=timeout,
         check=False,
+        start_new_session=True,  # no controlling terminal: never prompt on the developer's
     )
     return subprocess.CompletedProcess(
         done.args,

@@ -89,7 +89,8 @@ def run_in_pty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen(
-            cli_command(*args), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env
+            cli_command(*args), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env,
+            start_new_session=True,
         )
     finally:
         os.close(slave)
@@ -170,6 +171,7 @@ def start_bulk(port: int, recipients: Path, template: Path, report: Path) -> sub
         cli_command(*bulk_args(port, recipients, template, "--concurrency", "2",
                                "--report", str(report))),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(),
+        start_new_session=True,
     )
 
 
