@@ -68,30 +68,20 @@ def _check_options(args: argparse.Namespace) -> None:
         )
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         fail(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
-    if args.server and args.direct:
-        fail("give --server or --direct, not both")
-    if not (args.server or args.direct):
-        fail(
-            "no server given: use --server HOST[:PORT] to send through a mail server, "
-            "or --direct to deliver to the recipients' MX hosts"
-        )
 
 
 def run_bulk(args: argparse.Namespace) -> int:
     """Send the template to every row of the CSV; print progress and a summary."""
-    from smtpclient.cli.common import parse_server  # noqa: PLC0415
-    from smtpclient.cli.send import dsn_from  # noqa: PLC0415 - send imports this module
+    from smtpclient.cli.send import dsn_from, target_from  # noqa: PLC0415 - send imports us
 
     _check_options(args)
-    server = parse_server(args.server) if args.server else None
+    server = target_from(args)
     rows = read_rows(read_input(args.bulk), args.bulk)
     template = parse_message(read_input(args.template), args.template)
     check_template(template, set(rows[0].values), args.template)
     sender = _sender(args, template)
     dsn = dsn_from(args)
     password = read_password(args.user, str(server)) if args.user and server else None
-    if args.user and server is None:
-        fail("--user logs in to a --server; direct delivery does not log in")
     domain = sender.rpartition("@")[2] or None
 
     def build(row: Row) -> EmailMessage:

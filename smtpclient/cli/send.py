@@ -23,7 +23,7 @@ from smtpclient.envelope import DSN
 from smtpclient.errors import SMTPClientError
 from smtpclient.session import Session
 
-__all__ = ["dsn_from", "register", "run"]
+__all__ = ["dsn_from", "register", "run", "target_from"]
 
 EXAMPLES = """\
 examples:
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         from smtpclient.cli.bulk import run_bulk  # noqa: PLC0415 - only bulk needs it
 
         return run_bulk(args)
-    server = _target(args)
+    server = target_from(args)
     composed = compose(args)
     dsn = dsn_from(args)
     password = read_password(args.user, str(server)) if args.user else None
@@ -148,7 +148,12 @@ def run(args: argparse.Namespace) -> int:
     return exit_code(outcomes)
 
 
-def _target(args: argparse.Namespace) -> ServerAddress | None:
+def target_from(args: argparse.Namespace) -> ServerAddress | None:
+    """The --server given, or None for --direct.
+
+    Raises:
+        CommandError: neither or both, or --user with --direct (EX_USAGE).
+    """
     if args.server and args.direct:
         fail("give --server or --direct, not both")
     if args.direct:
