@@ -46,6 +46,7 @@ __all__ = [
     "InvalidAddressError",
     "MessageContentError",
     "MessageTooLarge",
+    "NotSentError",
     "PermanentAuthError",
     "PermanentCommandRefused",
     "PermanentDataRefused",
@@ -188,6 +189,14 @@ class ServerDisconnected(TransientError, smtplib.SMTPServerDisconnected, Connect
     """The server closed the connection, or it was reset."""
 
     default_message = "the server closed the connection"
+
+
+class NotSentError(ServerDisconnected):
+    """The message was not sent at all: the connection failed earlier, while
+    another message of the same batch was being sent.  Nothing of it reached
+    the server, so sending it again cannot make a duplicate."""
+
+    default_message = "not sent: the connection failed before this message"
 
 
 class SMTPTimeoutError(TransientError, TimeoutError):

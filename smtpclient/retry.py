@@ -22,6 +22,7 @@ from email.message import Message
 from smtpclient.body import Body
 from smtpclient.errors import (
     CertificateVerifyError,
+    NotSentError,
     PoolTimeout,
     ServerDisconnected,
     ServiceClosing,
@@ -115,10 +116,8 @@ def closed_while_idle(error: SMTPClientError) -> bool:
 
 def never_sent(error: SMTPClientError) -> bool:
     """``Session.send_many``'s outcome for a message it did not get to
-    because the connection failed before it (no stage was reached)."""
-    return (
-        isinstance(error, ServerDisconnected) and error.stage is None and not error.outcome_unknown
-    )
+    because the connection failed before it."""
+    return isinstance(error, NotSentError)
 
 
 def resendable(data: object) -> bool:

@@ -30,6 +30,7 @@ from smtpclient.envelope import Envelope
 from smtpclient.errors import (
     DataRefused,
     MessageContentError,
+    NotSentError,
     PermanentRecipientsRefused,
     ProtocolError,
     SenderRefused,
@@ -242,6 +243,20 @@ class _Tx:
                 return tail
             session._write(tail, Stage.DATA_BLOCK, shown=_content_shown(tail))
             return b""
+        try:
+            return self._stream(encoder, guard, hold)
+        except BaseException as exc:
+            if not isinstance(exc, SMTPClientError):
+                # The caller's content failed mid-stream (a read error, an
+                # iterator that raised, Ctrl-C): never send the end marker
+                # of a half message.  Hanging up makes the server drop it.
+                session._abort()
+            raise
+
+    def _stream(self, encoder: DataEncoder, guard: BodyScanner | None, hold: bool) -> bytes | None:
+        plan = self.plan
+        session = self.session
+        data_framing = plan.framing is Framing.DATA
         pieces: list[bytes] = []
         pending = 0
         ready: bytes | None = None  # a full BDAT chunk kept back until we know it is not the last
@@ -481,7 +496,7 @@ def send_batch(
     """Send *items* in order on *session*; one outcome per item."""
     outcomes: list[SendResult | Exception | None] = [None] * len(items)
     held: _Held | None = None
-    lost: SMTPClientError | None = None
+    lost: Exception | None = None
     pipelined = session.use_pipelining and session.extensions.pipelining
 
     def settle() -> None:
@@ -553,6 +568,21 @@ def send_batch(
                 outcomes[index] = exc if mine else _not_sent(session, exc)
             if not session.usable:
                 lost = exc
+        except (ValueError, TypeError, OSError) as exc:
+            # The caller's content failed while it was being sent (an
+            # iterator yielding str, a file read error): the session was
+            # closed rather than finish a half message.
+            if held is not None and outcomes[held.index] is None:
+                outcomes[held.index] = ServerDisconnected(
+                    "connection closed after the end of the message was sent "
+                    f"(the next message's content failed: {exc})",
+                    host=session.host,
+                    outcome_unknown=True,
+                )
+                held = None
+            outcomes[index] = exc
+            if not session.usable:
+                lost = exc
     if lost is None and held is not None:
         try:
             flush()
@@ -562,8 +592,8 @@ def send_batch(
     return [o if o is not None else _not_sent(session, lost) for o in outcomes]
 
 
-def _not_sent(session: Session, cause: SMTPClientError | None) -> SMTPClientError:
+def _not_sent(session: Session, cause: Exception | None) -> SMTPClientError:
     reason = f" ({cause})" if cause is not None else ""
-    return ServerDisconnected(
+    return NotSentError(
         f"not sent: the connection failed before this message{reason}", host=session.host
     )

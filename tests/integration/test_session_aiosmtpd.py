@@ -324,3 +324,34 @@ def test_ehlo_name_is_an_address_literal_or_fqdn(
     assert name.startswith("[") or "." in name
     with connect(smtpd, local_hostname="client.example.test") as session:
         assert session.local_hostname == "client.example.test"
+
+
+def _failing_body() -> object:
+    yield b"Subject: half\r\n\r\nfirst part\r\n"
+    yield "not bytes"  # the caller's mistake, discovered mid-stream
+
+
+def test_content_that_fails_mid_stream_is_never_finished(smtpd: AiosmtpdServer) -> None:
+    with connect(smtpd) as session:
+        with pytest.raises(TypeError):
+            session.sendmail("a@example.com", "b@example.com", _failing_body())
+        # Hanging up (not sending the end marker) is what keeps the half
+        # message from being delivered.
+        assert not session.usable
+    assert smtpd.messages == []
+
+
+def test_send_many_reports_a_failing_body_and_does_not_lose_the_others(smtpd: AiosmtpdServer) -> None:
+    from smtpclient.errors import NotSentError
+
+    items = [
+        ("a@example.com", ["m1@example.com"], b"one"),
+        ("a@example.com", ["m2@example.com"], _failing_body()),
+        ("a@example.com", ["m3@example.com"], b"three"),
+    ]
+    with connect(smtpd) as session:
+        outcomes = session.send_many(items)
+    assert type(outcomes[0]).__name__ == "SendResult"
+    assert isinstance(outcomes[1], TypeError)
+    assert isinstance(outcomes[2], NotSentError) and not outcomes[2].outcome_unknown
+    assert [m.content for m in smtpd.messages] == [b"one\r\n"]
