@@ -206,7 +206,10 @@ def _hostname(name: str) -> str:
     check_text(name, "HELO name")
     if not name or " " in name:
         raise InvalidAddressError(f"malformed HELO name: {name!r}")
-    if name.startswith("["):
+    if name.startswith("[") or name.endswith("]"):
+        # An address literal needs both brackets ("[192.0.2.1>" was sent as is).
+        if not (name.startswith("[") and name.endswith("]")):
+            raise InvalidAddressError(f"malformed address literal: {name!r}")
         _check_address_literal(name)
         return name
     return normalise_domain(name)
@@ -311,6 +314,9 @@ def auth(mechanism: str, initial_response: str | None = None) -> bytes:
     if initial_response is None:
         return _line(f"AUTH {mechanism}")
     check_text(initial_response, "SASL response")
+    if not initial_response.isascii():
+        # It is base64 (or "="): anything else would fail to encode as ASCII.
+        raise InvalidAddressError("a SASL initial response must be base64 (ASCII)")
     return _line(f"AUTH {mechanism} {initial_response}")
 
 
