@@ -13,6 +13,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -106,8 +107,8 @@ def resolve(host: str, port: int, deadline: Deadline) -> list[Address]:
 class Transport:
     """A connected stream socket (TCP or Unix), optionally wrapped in TLS.
 
-    Every call that can block takes a ``Deadline``; the socket's timeout is
-    set from what is left of it before each system call.
+    Every call that can block takes a ``Deadline``; the socket is
+    non-blocking and each wait is a poll() for what is left of it.
     """
 
     def __init__(self, sock: socket.socket, host: str) -> None:
@@ -116,6 +117,26 @@ class Transport:
         self.tls: TLSInfo | None = None
         self.peer: str = _peer_name(sock)
         self.local_address: str | None = _local_ip(sock)
+        self._ssl = False
+        self._readable: select.poll | None = None
+        self._writable: select.poll | None = None
+        self._arm(sock)
+
+    def _arm(self, sock: socket.socket) -> None:
+        """Make *sock* non-blocking and register it for poll().
+
+        Every wait is then one poll() bounded by what is left of its
+        deadline; setting a socket timeout before each call would cost a
+        system call of its own (and Python polls before each timed call).
+        poll(), not select(): select() fails on descriptors >= 1024, which
+        a busy web worker reaches.
+        """
+        sock.setblocking(False)
+        self._ssl = isinstance(sock, ssl.SSLSocket)
+        self._readable = select.poll()
+        self._readable.register(sock, select.POLLIN)
+        self._writable = select.poll()
+        self._writable.register(sock, select.POLLOUT)
 
     # --- opening ----------------------------------------------------------------
 
@@ -192,12 +213,40 @@ class Transport:
             raise ServerDisconnected("the connection is closed", host=self.host)
         return self.sock
 
+    def _wait(self, poller: select.poll | None, deadline: Deadline) -> None:
+        """Block until *poller* reports the socket ready, or raise TimeoutError
+        when *deadline* passes first (the whole wait, not each poll)."""
+        assert poller is not None
+        while True:
+            left = deadline.expires - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            if poller.poll(left * 1000):  # milliseconds, rounded up
+                return
+
     def sendall(self, data: bytes | memoryview, deadline: Deadline) -> None:
-        """Write all of *data* before *deadline* (the whole write, not each send)."""
+        """Write all of *data* before *deadline* (the whole write, not each send).
+
+        Raises:
+            ServerDisconnected, SMTPTimeoutError, TLSError: the connection is closed.
+        """
         sock = self._require()
         try:
-            sock.settimeout(deadline.remaining())
-            sock.sendall(data)
+            deadline.remaining()  # raises once it has passed
+            try:
+                sent = sock.send(data)  # usually all of it: the buffer has room
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                sent = 0
+            if sent != len(data):
+                view = memoryview(data)[sent:]
+                while view:
+                    try:
+                        # TLS: after a "want", the same bytes are offered again.
+                        view = view[sock.send(view) :]
+                    except (BlockingIOError, ssl.SSLWantWriteError):
+                        self._wait(self._writable, deadline)
+                    except ssl.SSLWantReadError:
+                        self._wait(self._readable, deadline)
         except (OSError, ValueError) as exc:
             self._fail(exc, deadline.stage)
 
@@ -210,8 +259,18 @@ class Transport:
         """
         sock = self._require()
         try:
-            sock.settimeout(deadline.remaining())
-            data = sock.recv(RECV_SIZE)
+            deadline.remaining()  # raises once it has passed
+            while True:
+                # Poll first: a reply is rarely there the moment we ask.
+                if not (self._ssl and sock.pending()):  # type: ignore[attr-defined]
+                    self._wait(self._readable, deadline)
+                try:
+                    data = sock.recv(RECV_SIZE)
+                    break
+                except (BlockingIOError, ssl.SSLWantReadError):
+                    continue  # woken without a whole TLS record
+                except ssl.SSLWantWriteError:
+                    self._wait(self._writable, deadline)
         except (OSError, ValueError) as exc:
             self._fail(exc, deadline.stage)
         if not data:
@@ -223,16 +282,12 @@ class Transport:
     def readable(self) -> bool:
         """True if bytes (or EOF) are waiting to be read, without blocking."""
         sock = self.sock
-        if sock is None:
+        if sock is None or self._readable is None:
             return False
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if self._ssl and sock.pending():  # type: ignore[attr-defined]
             return True
         try:
-            # poll(), not select(): select() fails on descriptors >= 1024,
-            # which a busy web worker reaches.  POLLHUP/POLLERR count too.
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
+            return bool(self._readable.poll(0))  # POLLHUP/POLLERR count too
         except (OSError, ValueError):
             return True  # let the next read report the problem
 
@@ -258,6 +313,7 @@ class Transport:
             # wrap_socket detached the plain socket: the wrapper owns the fd now.
             self.sock = wrapped
             wrapped.do_handshake()
+            self._arm(wrapped)
         except (OSError, ValueError) as exc:
             self._fail(exc, deadline.stage)
         verified = context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
@@ -271,6 +327,7 @@ class Transport:
     def close(self) -> None:
         """Close the socket; safe to call any number of times."""
         sock, self.sock = self.sock, None
+        self._readable = self._writable = None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()

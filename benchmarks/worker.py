@@ -1,0 +1,95 @@
+"""One measured run of one contender, in a process of its own (pinned by the
+runner), so that memory figures start from a known idle process.
+
+    python -m benchmarks.worker '<Spec as JSON>'
+
+Prints one JSON line: messages acknowledged, wall and CPU seconds of the
+timed loop, the idle RSS and the peak RSS during the loop (VmHWM, reset
+just before it), and the tracemalloc peak when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import gc
+import json
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from benchmarks.contenders import CONTENDERS, Spec
+
+__all__ = ["main", "measure"]
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    # "5" resets VmHWM to the current RSS (Linux >= 4.0).
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def measure(spec: Spec) -> dict[str, Any]:
+    contender = CONTENDERS[spec.contender](spec)
+    contender.setup()
+    try:
+        if spec.warmup:
+            payload = contender.payload
+            if spec.warmup_body is not None:
+                contender.payload = spec.data(spec.warmup_body)
+            contender.send(spec.warmup)
+            contender.payload = payload
+        gc.collect()
+        profiler = None
+        if spec.profile:
+            profiler = cProfile.Profile()
+        if spec.trace:
+            tracemalloc.start()
+        _reset_peak_rss()
+        idle = _status_kib("VmRSS")
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        acked = contender.send(spec.count)
+        if profiler is not None:
+            profiler.disable()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        peak = _status_kib("VmHWM")
+        traced = tracemalloc.get_traced_memory()[1] if spec.trace else None
+        tracemalloc.stop()
+        if profiler is not None and spec.profile:
+            profiler.dump_stats(spec.profile)
+    finally:
+        contender.close()
+    return {
+        "acked": acked,
+        "sent": spec.warmup + spec.count,
+        "wall": wall,
+        "cpu": cpu,
+        "sys": usage.ru_stime - usage0.ru_stime,
+        "switches": usage.ru_nvcsw - usage0.ru_nvcsw + usage.ru_nivcsw - usage0.ru_nivcsw,
+        "rss_idle_kib": idle,
+        "rss_peak_kib": peak,
+        "py_peak_kib": None if traced is None else traced / 1024,
+    }
+
+
+def main() -> None:
+    spec = Spec(**json.loads(sys.argv[1]))
+    print(json.dumps(measure(spec)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
