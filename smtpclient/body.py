@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-from smtpclient.protocol.data import BodyScanner, canonicalise, longest_line
+from smtpclient.protocol.data import BodyScanner, canonical_and_longest
 
 __all__ = ["BLOCK_SIZE", "Body", "BodyInfo", "BodySource"]
 
@@ -39,6 +39,9 @@ class BodyInfo:
     max_line: int | None
 
 
+_UNDECLARED = BodyInfo(None, None, None)
+
+
 class Body:
     """One message's content, wherever it comes from.
 
@@ -58,9 +61,12 @@ class Body:
         self._iterable: Iterable[bytes] | None = None
         self._start = 0
         self._consumed = False
-        self._declared = BodyInfo(size, eight_bit, None)
+        self._declared = (
+            _UNDECLARED if size is None and eight_bit is None else BodyInfo(size, eight_bit, None)
+        )
         self._info: BodyInfo | None = None
         self._canonical: bytes | None = None
+        self._longest = 0  # the longest line of _canonical
         if isinstance(source, str):
             self._bytes = source.encode("utf-8")
         elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -106,7 +112,7 @@ class Body:
             self._info = BodyInfo(
                 declared.size if declared.size is not None else size,
                 eight_bit if declared.eight_bit is None else declared.eight_bit or eight_bit,
-                longest_line(canonical),
+                self._longest,
             )
             return self._info
         scanner = BodyScanner()
@@ -127,7 +133,7 @@ class Body:
         """The whole content with CRLF line ends, for small in-memory messages
         (up to ``SMALL_BODY`` bytes); None for larger or streamed ones."""
         if self._canonical is None and self._bytes is not None and len(self._bytes) <= SMALL_BODY:
-            self._canonical = canonicalise(self._bytes)
+            self._canonical, self._longest = canonical_and_longest(self._bytes)
         return self._canonical
 
     def octets(self) -> int | None:

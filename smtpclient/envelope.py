@@ -61,6 +61,9 @@ class DSN:
         return self.ret is None and self.envid is None and self.notify is None and not self.orcpt
 
 
+_NO_DSN = DSN()  # immutable: one instance serves every envelope without options
+
+
 @dataclass(frozen=True)
 class Recipient:
     """A recipient with its own options (the plain address string is enough
@@ -74,7 +77,8 @@ class Recipient:
     def __post_init__(self) -> None:
         if not isinstance(self.address, str):
             raise TypeError(f"recipient address must be str, not {type(self.address).__name__}")
-        object.__setattr__(self, "notify", _check_notify(self.notify))
+        if self.notify is not None:
+            object.__setattr__(self, "notify", _check_notify(self.notify))
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,10 @@ class Envelope:
         if not items:
             raise ValueError("no recipients given")
         params = parse_options(mail_options)
-        if "SMTPUTF8" in {key.upper() for key in params}:
+        if params and "SMTPUTF8" in {key.upper() for key in params}:
             smtputf8 = True
             params = {k: v for k, v in params.items() if k.upper() != "SMTPUTF8"}
-        return cls(sender, tuple(items), dsn or DSN(), params, smtputf8, requiretls)
+        return cls(sender, tuple(items), dsn or _NO_DSN, params, smtputf8, requiretls)
 
 
 def parse_options(options: Iterable[str] | Mapping[str, str | None]) -> dict[str, str | None]:
@@ -134,6 +138,8 @@ def parse_options(options: Iterable[str] | Mapping[str, str | None]) -> dict[str
     Raises:
         TypeError: *options* is a single string (a common slip) or holds non-strings.
     """
+    if options == ():  # the default: nothing to parse
+        return {}
     if isinstance(options, Mapping):
         return dict(options)
     if isinstance(options, (str, bytes)):

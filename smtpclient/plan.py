@@ -55,6 +55,8 @@ def _needs_utf8(envelope: Envelope) -> bool:
 
     if envelope.smtputf8:
         return True
+    if envelope.sender.isascii() and all(r.address.isascii() for r in envelope.recipients):
+        return False  # the usual case, decided without splitting addresses
     addresses = [envelope.sender] + [r.address for r in envelope.recipients]
     return any(not local_part(a).isascii() for a in addresses)
 
@@ -67,6 +69,10 @@ def _has_dsn(envelope: Envelope) -> bool:
 
 def _merge(ours: dict[str, str | None], theirs: dict[str, str | None]) -> dict[str, str | None]:
     """The caller's ESMTP parameters override ours (keywords compare case-insensitively)."""
+    if not theirs:
+        return ours
+    if not ours:
+        return theirs
     merged = {k: v for k, v in ours.items() if k.upper() not in {t.upper() for t in theirs}}
     merged.update(theirs)
     return merged
@@ -109,6 +115,8 @@ def _rcpt_params(
     recipient: Recipient, envelope: Envelope, dsn: bool, utf8: bool
 ) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
+    if not dsn and not recipient.params:
+        return params
     if dsn:
         notify = recipient.notify or envelope.dsn.notify
         if notify:
@@ -222,7 +230,11 @@ def build_plan(
     rcpt_lines = [
         (
             r.address,
-            commands.rcpt(r.address, _rcpt_params(r, envelope, dsn, use_utf8), utf8=use_utf8),
+            commands.rcpt(
+                r.address,
+                _rcpt_params(r, envelope, dsn, use_utf8) if dsn or r.params else None,
+                utf8=use_utf8,
+            ),
         )
         for r in envelope.recipients
     ]

@@ -337,13 +337,14 @@ class Session:
         return Deadline.for_stage(self.timeouts, stage, cap)
 
     def _write(
-        self, data: bytes, stage: Stage, *, shown: str | Callable[[], str] | None = None
+        self, data: bytes, stage: Stage, *, shown: str | Callable[[bytes], str] | None = None
     ) -> None:
-        """Send *data*; *shown* (or what it returns) replaces it in the
-        transcript (secrets, message content)."""
+        """Send *data*; *shown* (or what it returns for *data*) replaces it in
+        the transcript (secrets, message content).  A callable costs nothing
+        while the transcript is off."""
         if transcript.isEnabledFor(logging.DEBUG):
             if callable(shown):
-                shown = shown()
+                shown = shown(data)
             text = shown if shown is not None else data.decode("utf-8", "replace").rstrip("\r\n")
             for line in text.split("\r\n"):
                 transcript.debug("%s C: %s", self.host, line)

@@ -63,9 +63,18 @@ def _content_shown(data: bytes) -> str:
     return f"<{len(data)} octets of message content, end>"
 
 
-def _shown(lines: Sequence[bytes], prefix: int = 0) -> str:
-    text = "\r\n".join(line.decode("utf-8", "replace").rstrip("\r\n") for line in lines)
+def _block_shown(data: bytes) -> str:
+    return f"<{len(data)} octets of message content>"
+
+
+def _shown(prefix: int, data: bytes) -> str:
+    """A command group for the transcript; the first *prefix* octets are the
+    end of the previous message's content."""
+    text = data[prefix:].decode("utf-8", "replace").rstrip("\r\n")
     return f"<{prefix} octets of message content>\r\n{text}" if prefix else text
+
+
+_group_shown = functools.partial(_shown, 0)
 
 
 class _Tx:
@@ -87,11 +96,8 @@ class _Tx:
 
     def _check(self, reply: Reply, stage: Stage) -> Reply:
         """A reply that cannot answer *stage*'s command means the stream is out of step."""
-        if stage is Stage.DATA_INIT:
-            bad = reply.is_positive or (reply.is_intermediate and reply.code != 354)
-        else:
-            bad = reply.is_intermediate
-        if bad:
+        code = reply.code  # 200-599: the parser accepts nothing else
+        if (code < 400 and code != 354) if stage is Stage.DATA_INIT else (300 <= code < 400):
             self.session._abort()
             raise ProtocolError(
                 f"reply {reply.code} cannot answer the command of stage {stage}",
@@ -120,14 +126,13 @@ class _Tx:
                 session._write(
                     head + b"".join(window),
                     stages[start],
-                    shown=functools.partial(_shown, window, len(head)),
+                    shown=functools.partial(_shown, len(head)) if head else _group_shown,
                 )
                 if start == 0 and after_write is not None:
                     after_write()
-                for offset in range(len(window)):
-                    replies.append(
-                        self._check(session._read(stages[start + offset]), stages[start + offset])
-                    )
+                read, check = session._read, self._check
+                for stage in stages[start : start + len(window)]:
+                    replies.append(check(read(stage), stage))
                 start += len(window)
                 if not replies[0].is_positive:
                     break
@@ -241,7 +246,7 @@ class _Tx:
                 tail = commands.bdat(len(tail), last=True) + tail
             if hold:
                 return tail
-            session._write(tail, Stage.DATA_BLOCK, shown=_content_shown(tail))
+            session._write(tail, Stage.DATA_BLOCK, shown=_content_shown)
             return b""
         try:
             return self._stream(encoder, guard, hold)
@@ -272,9 +277,7 @@ class _Tx:
             joined = b"".join(pieces)
             pieces, pending = [], 0
             if data_framing:
-                session._write(
-                    joined, Stage.DATA_BLOCK, shown=f"<{len(joined)} octets of message content>"
-                )
+                session._write(joined, Stage.DATA_BLOCK, shown=_block_shown)
             else:
                 if ready is not None and not self._bdat(ready):
                     return None
@@ -284,7 +287,7 @@ class _Tx:
             tail = commands.bdat(len(tail), last=True) + tail
         if hold:
             return tail
-        session._write(tail, Stage.DATA_BLOCK, shown=_content_shown(tail))
+        session._write(tail, Stage.DATA_BLOCK, shown=_content_shown)
         return b""
 
     def _guard(self, scanner: BodyScanner) -> None:

@@ -234,6 +234,8 @@ def mail(
     sender: str, params: Mapping[str, str | None] | None = None, *, utf8: bool = False
 ) -> bytes:
     """``MAIL FROM:<sender> params``; ``sender`` may be "" for the null path."""
+    if not params and isinstance(sender, str):
+        return _plain_mail(sender, utf8)
     path = encode_address(sender, utf8=utf8, allow_empty=True)
     return _line(f"MAIL FROM:<{path}>{_params(params, utf8=utf8)}", utf8=utf8)
 
@@ -242,8 +244,23 @@ def rcpt(
     recipient: str, params: Mapping[str, str | None] | None = None, *, utf8: bool = False
 ) -> bytes:
     """``RCPT TO:<recipient> params``."""
+    if not params and isinstance(recipient, str):
+        return _plain_rcpt(recipient, utf8)
     path = encode_address(recipient, utf8=utf8)
     return _line(f"RCPT TO:<{path}>{_params(params, utf8=utf8)}", utf8=utf8)
+
+
+# Whole command lines without parameters, remembered like the addresses
+# (errors are raised again, never cached): the same senders and recipients
+# recur on every message a process sends.
+@functools.lru_cache(maxsize=4096)
+def _plain_mail(sender: str, utf8: bool) -> bytes:
+    return _line(f"MAIL FROM:<{_encode_address(sender, utf8, True)}>", utf8=utf8)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_rcpt(recipient: str, utf8: bool) -> bytes:
+    return _line(f"RCPT TO:<{_encode_address(recipient, utf8, False)}>", utf8=utf8)
 
 
 def _argument(verb: str, argument: str | None, *, utf8: bool = False) -> bytes:

@@ -65,7 +65,7 @@ class Extensions:
     @property
     def max_size(self) -> int | None:
         """SIZE limit in octets; None when SIZE is absent, 0 or has no value (no limit)."""
-        values = self.params("SIZE")
+        values = self.features.get("SIZE")
         # ASCII digits only: str.isdigit() is also true for "²", which int()
         # refuses, and int() would read other scripts' digits ("٣").
         if not values or not (values[0].isascii() and values[0].isdigit()):
@@ -78,47 +78,50 @@ class Extensions:
         """The SASL mechanisms offered, upper-cased."""
         return frozenset(m.upper() for m in self.params("AUTH"))
 
+    # The typed properties below look keywords up directly (they are stored
+    # upper-cased): they are asked on every message.
+
     @property
     def pipelining(self) -> bool:
         """PIPELINING (RFC 2920)."""
-        return "PIPELINING" in self
+        return "PIPELINING" in self.features
 
     @property
     def chunking(self) -> bool:
         """CHUNKING: BDAT (RFC 3030)."""
-        return "CHUNKING" in self
+        return "CHUNKING" in self.features
 
     @property
     def binarymime(self) -> bool:
         """BINARYMIME (RFC 3030); only meaningful with CHUNKING."""
-        return "BINARYMIME" in self
+        return "BINARYMIME" in self.features
 
     @property
     def eightbitmime(self) -> bool:
         """8BITMIME (RFC 6152)."""
-        return "8BITMIME" in self
+        return "8BITMIME" in self.features
 
     @property
     def smtputf8(self) -> bool:
         """SMTPUTF8 (RFC 6531)."""
-        return "SMTPUTF8" in self
+        return "SMTPUTF8" in self.features
 
     @property
     def dsn(self) -> bool:
         """DSN (RFC 3461)."""
-        return "DSN" in self
+        return "DSN" in self.features
 
     @property
     def starttls(self) -> bool:
         """STARTTLS (RFC 3207)."""
-        return "STARTTLS" in self
+        return "STARTTLS" in self.features
 
     @property
     def requiretls(self) -> bool:
         """REQUIRETLS (RFC 8689)."""
-        return "REQUIRETLS" in self
+        return "REQUIRETLS" in self.features
 
     @property
     def enhanced_status_codes(self) -> bool:
         """ENHANCEDSTATUSCODES (RFC 2034)."""
-        return "ENHANCEDSTATUSCODES" in self
+        return "ENHANCEDSTATUSCODES" in self.features
