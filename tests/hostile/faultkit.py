@@ -23,6 +23,8 @@ from smtpclient.results import SendResult
 # One second a stage; data_done keeps its 10 s floor (a short wait after the
 # final dot is how duplicates are made), so only a few tests wait for it.
 FAST = dataclasses.replace(Timeouts.uniform(1.0), data_done=10.0, total=None)
+# Half a second a stage, for the cases that wait for a deadline on purpose.
+QUICK = dataclasses.replace(Timeouts.uniform(0.5), data_done=10.0, total=None)
 
 # The conversation in order, and the Stage the client reports for each step.
 STAGES: dict[str, Stage] = {
@@ -151,7 +153,7 @@ def attempt(
                 usable = session.usable
         took = time.monotonic() - start
         # Let the handler read up to the client's close before the server stops.
-        deadline = time.monotonic() + 1
+        deadline = time.monotonic() + 0.5
         while any(t.is_alive() for t in server._threads) and time.monotonic() < deadline:
             time.sleep(0.01)
         return Attempt(server, error, result, took, usable)

@@ -18,7 +18,7 @@ import time
 import pytest
 from servers.scripted import Conn, ScriptedServer, greet_and_ehlo, serve_normally
 
-from hostile.faultkit import FAST, STAGES, Attempt, attempt, connect, until
+from hostile.faultkit import QUICK, STAGES, Attempt, attempt, connect, until
 from smtpclient import Timeouts
 from smtpclient.errors import (
     PermanentSenderRefused,
@@ -29,9 +29,9 @@ from smtpclient.errors import (
 )
 from smtpclient.protocol.state import Stage
 
-# Every stage 4 s except the one under test (1 s): a case that ends after
-# about a second ended at that stage's own deadline, not another's.
-ROOMY = dataclasses.replace(Timeouts.uniform(4.0), data_done=10.0, total=None)
+# Every stage 2 s except the one under test (0.5 s): a case that ends after
+# about half a second ended at that stage's own deadline, not another's.
+ROOMY = dataclasses.replace(Timeouts.uniform(2.0), data_done=10.0, total=None)
 FIELD = {"ehlo": "ehlo", "mail": "mail", "rcpt": "rcpt", "data": "data_init"}
 
 
@@ -40,8 +40,8 @@ def _drip(conn: Conn) -> None:
     conn.drip(b"250-" + b"x" * 60 + b"\r\n250 ok\r\n", 0.15)
 
 
-def _late(reply: str, after: float = 1.4) -> object:
-    """Answer only after the client's 1 s deadline, then watch what it does."""
+def _late(reply: str, after: float = 0.8) -> object:
+    """Answer only after the client's 0.5 s deadline, then watch what it does."""
 
     def misbehave(conn: Conn) -> None:
         conn.stall(after)
@@ -66,12 +66,12 @@ def test_a_dripping_reply_ends_at_its_own_stage_deadline(stage: str) -> None:
     # reply); Python's smtplib applies its timeout to each recv(), so a
     # server sending a byte a second holds it for ever.  The greeting case
     # is in test_core_faults.py.
-    timeouts = dataclasses.replace(ROOMY, **{FIELD[stage]: 1.0})
+    timeouts = dataclasses.replace(ROOMY, **{FIELD[stage]: 0.5})
     outcome = attempt(until(stage, _drip), timeouts=timeouts)
     assert isinstance(outcome.error, SMTPTimeoutError)
     assert outcome.error.stage is STAGES[stage]
     assert outcome.error.outcome_unknown is False
-    assert 0.9 <= outcome.took < 3.0  # the 1 s stage, not the 4 s ones, not never
+    assert 0.45 <= outcome.took < 1.9  # the 0.5 s stage, not the 2 s ones, not never
     if stage != "ehlo":
         _assert_nothing_after(outcome, {"mail": b"MAIL", "rcpt": b"RCPT", "data": b"DATA"}[stage])
 
@@ -101,11 +101,11 @@ def test_a_server_that_stops_reading_during_data_times_out_at_data_block() -> No
         conn.server.stopping.wait(4)  # read nothing more
 
     body = b"0123456789abcdef" * 4 + b"\r\n"
-    outcome = attempt(until("data", misbehave), body=body * 130_000, rcvbuf=4096)
+    outcome = attempt(until("data", misbehave), timeouts=QUICK, body=body * 130_000, rcvbuf=4096)
     assert isinstance(outcome.error, SMTPTimeoutError)
     assert outcome.error.stage is Stage.DATA_BLOCK
     assert outcome.error.outcome_unknown is False
-    assert outcome.took < 3.0 and outcome.usable_after is False
+    assert outcome.took < 2.0 and outcome.usable_after is False
     assert b"\r\n.\r\n" not in bytes(outcome.server.conns[0].received)
 
 
@@ -124,10 +124,10 @@ def test_a_late_reply_closes_the_session_and_is_never_paired(
     # command, shifting every reply after it (a 250 taken for 354).  Here
     # the session closes at the timeout; the late reply meets a closed
     # socket, and nothing is sent on that connection again.
-    outcome = attempt(until(stage, _late(reply)))  # type: ignore[arg-type]
+    outcome = attempt(until(stage, _late(reply)), timeouts=QUICK)  # type: ignore[arg-type]
     assert isinstance(outcome.error, SMTPTimeoutError)
     assert outcome.error.stage is STAGES[stage]
-    assert outcome.took < 2.5
+    assert outcome.took < 2.0
     if last is None:
         assert outcome.commands == []  # not even EHLO after the late greeting
     else:
@@ -143,7 +143,7 @@ def test_late_pipelined_replies_are_never_read_as_the_next_answers() -> None:
         conn.expect(b"RCPT")
         conn.expect(b"DATA")
         conn.reply("250 2.1.0 ok")
-        conn.stall(1.4)
+        conn.stall(0.8)
         conn.send(b"250 2.1.5 ok\r\n354 go ahead\r\n")
         conn.wait_closed(3)
 
@@ -151,7 +151,7 @@ def test_late_pipelined_replies_are_never_read_as_the_next_answers() -> None:
         greet_and_ehlo(conn, ("PIPELINING",))
         misbehave(conn)
 
-    outcome = attempt(handler)
+    outcome = attempt(handler, timeouts=QUICK)
     assert isinstance(outcome.error, SMTPTimeoutError) and outcome.error.stage is Stage.RCPT
     _assert_nothing_after(outcome, b"DATA")
     assert b"hello" not in bytes(outcome.server.conns[0].received)
@@ -162,7 +162,7 @@ def test_after_a_timeout_the_session_refuses_to_be_used_again() -> None:
     # stale reply with a new command.  The caller gets SessionClosedError
     # (a ValueError: their mistake) and no byte is written.
     with ScriptedServer(until("mail", _late("250 late"))) as server:  # type: ignore[arg-type]
-        with connect(server) as session:
+        with connect(server, QUICK) as session:
             with pytest.raises(SMTPTimeoutError):
                 session.sendmail("a@example.com", ["b@example.com"], b"x\r\n")
             for call in (session.noop, lambda: session.sendmail("a@x.example", ["b@x"], b"y")):
@@ -310,10 +310,10 @@ def _tarpit(delay: float, final: str = "250 2.0.0 queued") -> object:
         greet_and_ehlo(conn, ())
         for verb, answer in ((b"MAIL", "250 ok"), (b"RCPT", "250 ok"), (b"DATA", "354 go")):
             conn.expect(verb)
-            conn.stall(delay)
+            conn.server.stopping.wait(delay)  # exact: stall() reads in 0.2 s steps
             conn.reply(answer)
         conn.read_data()
-        conn.stall(delay)
+        conn.server.stopping.wait(delay)
         conn.reply(final)
         serve_normally(conn)
 
@@ -324,11 +324,11 @@ def test_a_tarpit_answering_each_command_in_time_still_meets_the_total_deadline(
     # SOURCE: tarpitting (RFC 5321 §4.5.3.2 timeouts are per command, so a
     # server that answers each one just in time holds a client for the sum);
     # Timeouts.total bounds the send.  It ran out before the dot: not sent.
-    timeouts = dataclasses.replace(FAST, total=1.8)
-    outcome = attempt(_tarpit(0.7), timeouts=timeouts)  # type: ignore[arg-type]
+    timeouts = dataclasses.replace(Timeouts.uniform(0.6), data_done=10.0, total=0.9)
+    outcome = attempt(_tarpit(0.35), timeouts=timeouts)  # type: ignore[arg-type]
     assert isinstance(outcome.error, SMTPTimeoutError)
     assert outcome.error.stage is Stage.DATA_INIT and outcome.error.outcome_unknown is False
-    assert outcome.took < 3.0
+    assert outcome.took < 2.0
     _assert_nothing_after(outcome, b"DATA")
 
 
@@ -336,8 +336,8 @@ def test_the_total_deadline_never_cuts_the_wait_after_the_dot_below_the_floor() 
     # SOURCE: RFC 5321 §4.5.3.2.6 (10 minutes after the dot) and §6.1: once
     # the dot is sent, giving up early is how duplicates are made, so the
     # overall deadline does not shorten that wait below data_done's floor.
-    timeouts = dataclasses.replace(FAST, total=1.8)
-    outcome = attempt(_tarpit(0.5), timeouts=timeouts)  # type: ignore[arg-type]
+    timeouts = dataclasses.replace(Timeouts.uniform(0.6), data_done=10.0, total=0.9)
+    outcome = attempt(_tarpit(0.25), timeouts=timeouts)  # type: ignore[arg-type]
     assert outcome.error is None and outcome.result is not None
     assert outcome.result.data_reply is not None and outcome.result.data_reply.code == 250
-    assert 1.8 < outcome.took < 5.0
+    assert 0.9 < outcome.took < 4.0
