@@ -334,7 +334,7 @@ class Session:
             floor = Deadline(DATA_DONE_FLOOR, stage)
             if cap.expires < floor.expires:
                 cap = floor
-        return Deadline.for_stage(self.timeouts, stage, cap)
+        return Deadline(self.timeouts.for_stage(stage), stage, cap)
 
     def _write(
         self, data: bytes, stage: Stage, *, shown: str | Callable[[bytes], str] | None = None

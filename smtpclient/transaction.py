@@ -134,7 +134,7 @@ class _Tx:
                 for stage in stages[start : start + len(window)]:
                     replies.append(check(read(stage), stage))
                 start += len(window)
-                if not replies[0].is_positive:
+                if not 200 <= replies[0].code < 300:
                     break
             self._expect_silence(stages[len(replies) - 1])
         else:
@@ -181,18 +181,18 @@ class _Tx:
         count = len(self.batch)
         data_reply = replies[-1] if with_data and len(replies) == count + 2 else None
         mail = replies[0]
-        if not mail.is_positive:
+        if not 200 <= mail.code < 300:
             self.failure = session._error(Stage.MAIL, mail, sender=self.plan.envelope.sender)
             self._end_without_content(data_reply)
             return False
         rcpt_replies = replies[1 : 1 + count]
-        accepted_any = any(r.is_positive for r in rcpt_replies)
+        accepted_any = any(200 <= r.code < 300 for r in rcpt_replies)
         for index, (address, line) in enumerate(self.batch):
             reply = rcpt_replies[index] if index < len(rcpt_replies) else Reply(0)
             if reply.code == 0:
                 self.deferred.append((address, line))  # not asked (after a 452)
                 continue
-            if reply.is_positive:
+            if 200 <= reply.code < 300:
                 self.accepted[address] = reply
             elif reply.code in (452, 552) and accepted_any and self.plan.body.reusable:
                 self.deferred.append((address, line))
@@ -429,8 +429,12 @@ class _Outcome:
 
 
 def _transactions(session: Session, plan: Plan, outcome: _Outcome) -> None:
-    limit = session.max_recipients if plan.body.reusable else max(len(plan.rcpt_lines), 1)
-    batches = deque(plan.rcpt_lines[i : i + limit] for i in range(0, len(plan.rcpt_lines), limit))
+    lines = plan.rcpt_lines
+    limit = session.max_recipients if plan.body.reusable else max(len(lines), 1)
+    if len(lines) <= limit:
+        batches = deque((lines,))
+    else:
+        batches = deque(lines[i : i + limit] for i in range(0, len(lines), limit))
     while batches:
         tx = _Tx(session, plan, batches.popleft())
         try:
@@ -501,6 +505,28 @@ def send_batch(
     held: _Held | None = None
     lost: Exception | None = None
     pipelined = session.use_pipelining and session.extensions.pipelining
+    ahead: tuple[int, Plan | Exception] | None = None  # the next item, planned early
+
+    def plan_for(index: int) -> Plan:
+        nonlocal ahead
+        if ahead is not None and ahead[0] == index:
+            planned, ahead = ahead[1], None
+            if isinstance(planned, Exception):
+                raise planned
+            return planned
+        return _plan_item(session, items[index])
+
+    def settle_and_plan(index: int) -> None:
+        """Right after a group is written: plan the next item while the
+        server works on the group (planning needs nothing from it), then
+        read the held message's final reply."""
+        nonlocal ahead
+        if index < len(items) and lost is None:
+            try:
+                ahead = (index, _plan_item(session, items[index]))
+            except (ValueError, TypeError, SMTPClientError) as exc:
+                ahead = (index, exc)
+        settle()
 
     def settle() -> None:
         """Read the final reply of the held message (its tail is on the wire)."""
@@ -526,12 +552,12 @@ def send_batch(
             )
             settle()
 
-    for index, item in enumerate(items):
+    for index in range(len(items)):
         if lost is not None:
             outcomes[index] = _not_sent(session, lost)
             continue
         try:
-            plan = _plan_item(session, item)
+            plan = plan_for(index)
         except (ValueError, TypeError, SMTPClientError) as exc:
             outcomes[index] = exc
             continue
@@ -548,7 +574,7 @@ def send_batch(
             outcome = _Outcome(session, plan)
             tx = _Tx(session, plan, plan.rcpt_lines)
             prefix = held.tail if held is not None else b""
-            if tx.open(prefix, settle if held is not None else None):
+            if tx.open(prefix, functools.partial(settle_and_plan, index + 1)):
                 tail = tx.send_content(hold=True)
                 if tail is not None:
                     held = _Held(index, tx, outcome, tail)

@@ -230,7 +230,9 @@ class Transport:
         Raises:
             ServerDisconnected, SMTPTimeoutError, TLSError: the connection is closed.
         """
-        sock = self._require()
+        sock = self.sock
+        if sock is None:
+            raise ServerDisconnected("the connection is closed", host=self.host)
         try:
             deadline.remaining()  # raises once it has passed
             try:
@@ -257,11 +259,13 @@ class Transport:
             ServerDisconnected: the server closed the connection.
             SMTPTimeoutError: nothing arrived in time.
         """
-        sock = self._require()
+        sock = self.sock
+        if sock is None:
+            raise ServerDisconnected("the connection is closed", host=self.host)
         try:
-            deadline.remaining()  # raises once it has passed
             while True:
-                # Poll first: a reply is rarely there the moment we ask.
+                # Poll first (it also enforces the deadline): a reply is
+                # rarely there the moment we ask.
                 if not (self._ssl and sock.pending()):  # type: ignore[attr-defined]
                     self._wait(self._readable, deadline)
                 try:

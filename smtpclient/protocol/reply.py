@@ -248,6 +248,19 @@ class ReplyParser:
         """Return the next complete reply, or None if it has not all arrived."""
         if self._error is not None:
             raise self._error
+        buffer = self._buffer
+        start = self._pos
+        if start == len(buffer):
+            return None
+        if not self._code:
+            # Fast path: a whole one-line reply ("250 Ok"), the usual case.
+            end = buffer.find(b"\n", start)
+            if 3 < end - start <= self.limits.max_line_length and buffer[start + 3] == 0x20:
+                head = buffer[start : start + 3]
+                if head.isdigit() and b"200" <= head <= b"599":
+                    stop = end - 1 if buffer[end - 1] == 0x0D else end
+                    self._pos = end + 1
+                    return Reply._from_wire(int(head), (bytes(buffer[start + 4 : stop]),))
         try:
             return self._next_reply()
         except ProtocolError as exc:
@@ -257,16 +270,6 @@ class ReplyParser:
     def _next_reply(self) -> Reply | None:
         limits = self.limits
         buffer = self._buffer
-        if not self._code:
-            # Fast path: a whole one-line reply ("250 Ok"), the usual case.
-            start = self._pos
-            end = buffer.find(b"\n", start)
-            if 3 < end - start <= limits.max_line_length and buffer[start + 3] == 0x20:
-                head = buffer[start : start + 3]
-                if head.isdigit() and b"200" <= head <= b"599":
-                    stop = end - 1 if buffer[end - 1] == 0x0D else end
-                    self._pos = end + 1
-                    return Reply._from_wire(int(head), (bytes(buffer[start + 4 : stop]),))
         while True:
             end = buffer.find(b"\n", self._pos)
             if end < 0:

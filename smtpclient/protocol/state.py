@@ -24,6 +24,10 @@ class Stage(enum.Enum):
     # Commands outside a mail transaction share one deadline (the RSET one).
     COMMAND = "command"
 
+    # Members are singletons compared by identity: hash them the same way.
+    # (Enum's own __hash__ is Python code, run on every dict or set lookup.)
+    __hash__ = object.__hash__
+
     def __str__(self) -> str:
         return self.value
 
@@ -37,6 +41,8 @@ class SessionState(enum.Enum):
     IN_TRANSACTION = "in-transaction"  # MAIL accepted, data not finished
     BROKEN = "broken"  # a protocol error or lost connection: only close() is allowed
     CLOSED = "closed"
+
+    __hash__ = object.__hash__  # as for Stage
 
 
 # Which state each operation may start from.  Anything else is a bug in the
