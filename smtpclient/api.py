@@ -55,6 +55,9 @@ def send(
         raise ValueError("give username/password or credentials, not both")
     if username is not None and password is not None:
         credentials = Password(username, password)
+    if not isinstance(message, Message) and (sender is None or recipients is None):
+        # Checked before connecting: nothing is sent for a call that cannot work.
+        raise ValueError("raw message data needs sender= and recipients=")
     with Session.connect(
         host,
         port,
@@ -77,8 +80,8 @@ def send(
                 rcpt_options=rcpt_options,
                 dsn=dsn,
             )
-        if sender is None or recipients is None:
-            raise ValueError("raw message data needs sender= and recipients=")
+        assert sender is not None  # checked above
+        assert recipients is not None
         return session.sendmail(
             sender,
             recipients,

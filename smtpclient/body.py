@@ -46,7 +46,9 @@ class Body:
     """One message's content, wherever it comes from.
 
     Raises:
-        TypeError: *source* is none of the accepted kinds.
+        TypeError: *source* is none of the accepted kinds, or *size* /
+            *eight_bit* have the wrong type.
+        ValueError: *size* is negative.
     """
 
     def __init__(
@@ -56,6 +58,12 @@ class Body:
         size: int | None = None,
         eight_bit: bool | None = None,
     ) -> None:
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            raise TypeError(f"size must be an int or None, not {size!r}")
+        if size is not None and size < 0:
+            raise ValueError(f"size must not be negative, not {size!r}")
+        if eight_bit is not None and not isinstance(eight_bit, bool):
+            raise TypeError(f"eight_bit must be a bool or None, not {eight_bit!r}")
         self._bytes: bytes | None = None
         self._file: BinaryIO | None = None
         self._iterable: Iterable[bytes] | None = None

@@ -196,8 +196,11 @@ class Session:
         """
         if not isinstance(host, str) or not host:
             raise TypeError("host must be a non-empty str")
-        if not isinstance(port, int) or not 0 < port < 65536:
+        commands.check_text(host, "host")  # before any lookup: "\r\n" is no name
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise ValueError(f"port must be an int between 1 and 65535, not {port!r}")
+        if local_hostname is not None:
+            commands.ehlo(local_hostname)  # refused here, before connecting
         if not isinstance(max_recipients, int) or max_recipients < 1:
             raise ValueError(f"max_recipients must be a positive int, not {max_recipients!r}")
         is_unix = host.startswith("/")
