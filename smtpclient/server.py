@@ -11,6 +11,7 @@ nothing in the key can be turned back into the password.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -83,6 +84,21 @@ class PoolKey:
     identity: tuple[Any, ...] | None = field(repr=False)
     options: tuple[Any, ...] = field(repr=False)
 
+    def __hash__(self) -> int:
+        # Looked up twice per pooled send; the fields (Timeouts among them)
+        # hash in Python code, so remember it (the key is immutable).
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(
+                (self.host, self.port, self.tls, self.username, self.identity, self.options)
+            )
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:
+        # String hashes differ between processes: never carry one over.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     def __str__(self) -> str:
         who = f"{self.username}@" if self.username else ""
         return f"{who}{self.host}:{self.port} ({self.tls.value})"
@@ -137,9 +153,14 @@ class ServerSettings:
             return self.tls
         return TLSMode.NONE if self.host.startswith("/") else default_mode(self.port)
 
-    @property
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached key holds a digest made with this process's random key.
+        return {k: v for k, v in self.__dict__.items() if k != "key"}
+
+    @functools.cached_property
     def key(self) -> PoolKey:
-        """The pool key: equal keys mean interchangeable connections."""
+        """The pool key: equal keys mean interchangeable connections (computed
+        once: every field is immutable, and the credentials' identity with it)."""
         creds = self.credentials
         username = creds.username if isinstance(creds, Credentials) else None
         options = (

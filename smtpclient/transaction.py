@@ -111,6 +111,10 @@ class _Tx:
         """Send MAIL, the RCPTs and (DATA framing) DATA; return True if content may follow."""
         session = self.session
         with_data = self.plan.framing is Framing.DATA
+        pipelined = session.use_pipelining and session.extensions.pipelining
+        if pipelined and len(self.batch) + 2 <= PIPELINE_WINDOW:
+            # The usual case: the whole envelope is one group, one write.
+            return self._open_one_group(prefix, after_write, with_data)
         lines = [self.plan.mail_line] + [line for _, line in self.batch]
         stages = [Stage.MAIL] + [Stage.RCPT] * len(self.batch)
         if with_data:
@@ -118,7 +122,7 @@ class _Tx:
             stages.append(Stage.DATA_INIT)
         session._state = SessionState.IN_TRANSACTION
         replies: list[Reply] = []
-        if session.use_pipelining and session.extensions.pipelining:
+        if pipelined:
             start = 0
             while start < len(lines):
                 window = lines[start : start + PIPELINE_WINDOW]
@@ -157,6 +161,33 @@ class _Tx:
                     replies += [Reply(0)] * (1 + len(self.batch) - asked)
                     replies.append(self._ask(lines[-1], Stage.DATA_INIT))
             self._expect_silence(stages[len(replies) - 1])
+        return self._judge(replies, with_data)
+
+    def _open_one_group(
+        self, prefix: bytes, after_write: Callable[[], None] | None, with_data: bool
+    ) -> bool:
+        """``open`` when MAIL, every RCPT and DATA fit in one pipelined group."""
+        session = self.session
+        batch = self.batch
+        group = [prefix, self.plan.mail_line, *[line for _, line in batch]]
+        if with_data:
+            group.append(b"DATA\r\n")
+        session._state = SessionState.IN_TRANSACTION
+        session._write(
+            b"".join(group),
+            Stage.MAIL,
+            shown=functools.partial(_shown, len(prefix)) if prefix else _group_shown,
+        )
+        if after_write is not None:
+            after_write()
+        read, check, rcpt = session._read, self._check, Stage.RCPT
+        replies = [check(read(Stage.MAIL), Stage.MAIL)]
+        replies += [check(read(rcpt), rcpt) for _ in batch]
+        last = rcpt if batch else Stage.MAIL
+        if with_data:
+            replies.append(check(read(Stage.DATA_INIT), Stage.DATA_INIT))
+            last = Stage.DATA_INIT
+        self._expect_silence(last)
         return self._judge(replies, with_data)
 
     def _ask(self, line: bytes, stage: Stage) -> Reply:
