@@ -126,6 +126,8 @@ def resendable(data: object) -> bool:
         return True
     if isinstance(data, tuple) and len(data) == 3:
         data = data[2]
+    if isinstance(data, (bytes, str)):
+        return True
     try:
         return Body(data).reusable  # type: ignore[arg-type]
     except (TypeError, ValueError):

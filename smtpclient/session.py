@@ -66,6 +66,18 @@ transcript = logging.getLogger("smtpclient.transcript")
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# This process's id, kept current across fork(): os.getpid() is a system
+# call, and every send asks (twice through a pool).
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid  # noqa: PLW0603 (one value per process)
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 def exclusive(
     method: Callable[Concatenate[Session, P], R],
@@ -74,7 +86,7 @@ def exclusive(
 
     @functools.wraps(method)
     def wrapper(self: Session, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._pid != os.getpid():
+        if self._pid != _pid:
             # Inherited across fork(): the parent owns this connection.
             self._drop()
             raise SessionClosedError("this session was opened by another process (fork)")
@@ -830,13 +842,13 @@ class Session:
         return (
             self._state in (SessionState.READY, SessionState.GREETED)
             and not self._transport.closed
-            and self._pid == os.getpid()
+            and self._pid == _pid
         )
 
     def quit(self) -> Reply | None:
         """Say QUIT and close.  Never raises: a failed QUIT cannot undo a
         delivered message.  Returns the server's reply if one came in time."""
-        if self._pid != os.getpid():
+        if self._pid != _pid:
             self._drop()
             return None
         if not self._lock.acquire(blocking=False):
