@@ -386,14 +386,54 @@ class Session:
         except SMTPClientError as exc:
             raise self._broken(exc, stage) from exc.__cause__
         if transcript.isEnabledFor(logging.DEBUG):
-            last = len(reply.lines) - 1
-            for index, line in enumerate(reply.lines):
-                sep = " " if index == last else "-"
-                transcript.debug("%s S: %d%s%s", self.host, reply.code, sep, _printable(line))
+            self._show(reply)
         if reply.code == 421 and stage is not Stage.QUIT:
             self._abort()
             raise ServiceClosing(reply=reply, stage=stage, host=self.host)
         return reply
+
+    def _show(self, reply: Reply) -> None:
+        last = len(reply.lines) - 1
+        for index, line in enumerate(reply.lines):
+            sep = " " if index == last else "-"
+            transcript.debug("%s S: %d%s%s", self.host, reply.code, sep, _printable(line))
+
+    def _read_replies(
+        self, stages: Sequence[Stage], check: Callable[[Reply, Stage], object]
+    ) -> list[Reply]:
+        """Read one reply per stage, in order (the replies to a pipelined
+        group), each within its own stage's deadline when it must be waited
+        for; those already received are parsed in one pass.  *check* sees
+        each reply before the next one is waited for (it raises when a reply
+        cannot answer its command: waiting on would only time out).
+
+        Raises: as ``_read``, and what *check* raises.
+        """
+        parser = self._parser
+        count = len(stages)
+        replies: list[Reply] = []
+        while True:
+            done = len(replies)
+            try:
+                # Never a 421: take() leaves one for _read, which acts on it.
+                ready = parser.take(count - done)
+            except SMTPClientError as exc:
+                raise self._broken(exc, stages[done]) from exc.__cause__
+            if ready:
+                logged = transcript.isEnabledFor(logging.DEBUG)
+                for reply, stage in zip(ready, stages[done:], strict=False):
+                    if logged:
+                        self._show(reply)
+                    check(reply, stage)
+                replies += ready
+                done = len(replies)
+            if done == count:
+                return replies
+            reply = self._read(stages[done])
+            check(reply, stages[done])
+            replies.append(reply)
+            if done + 1 == count:
+                return replies
 
     def _command(self, line: bytes, stage: Stage, *, shown: str | None = None) -> Reply:
         self._write(line, stage, shown=shown)

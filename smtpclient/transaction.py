@@ -180,14 +180,11 @@ class _Tx:
         )
         if after_write is not None:
             after_write()
-        read, check, rcpt = session._read, self._check, Stage.RCPT
-        replies = [check(read(Stage.MAIL), Stage.MAIL)]
-        replies += [check(read(rcpt), rcpt) for _ in batch]
-        last = rcpt if batch else Stage.MAIL
+        stages = [Stage.MAIL, *([Stage.RCPT] * len(batch))]
         if with_data:
-            replies.append(check(read(Stage.DATA_INIT), Stage.DATA_INIT))
-            last = Stage.DATA_INIT
-        self._expect_silence(last)
+            stages.append(Stage.DATA_INIT)
+        replies = session._read_replies(stages, self._check)
+        self._expect_silence(stages[-1])
         return self._judge(replies, with_data)
 
     def _ask(self, line: bytes, stage: Stage) -> Reply:
@@ -210,6 +207,17 @@ class _Tx:
     def _judge(self, replies: list[Reply], with_data: bool) -> bool:
         session = self.session
         count = len(self.batch)
+        if (
+            count
+            and len(replies) == count + 1 + with_data
+            and all(200 <= r.code < 300 for r in replies[: count + 1])
+            and (not with_data or replies[-1].code == 354)
+        ):
+            # Everything accepted (the usual case).
+            self.accepted = {
+                address: reply for (address, _), reply in zip(self.batch, replies[1:], strict=False)
+            }
+            return True
         data_reply = replies[-1] if with_data and len(replies) == count + 2 else None
         mail = replies[0]
         if not 200 <= mail.code < 300:

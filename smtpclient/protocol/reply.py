@@ -267,6 +267,43 @@ class ReplyParser:
             self._error = exc
             raise
 
+    def take(self, limit: int) -> list[Reply]:
+        """Up to *limit* replies already buffered, in order, in one pass: the
+        fast path of ``next_reply`` (whole one-line replies) for the replies
+        to a pipelined group.  It stops early at anything else -- a
+        multi-line or malformed line, a 421 -- which ``next_reply`` handles.
+        """
+        if self._error is not None:
+            raise self._error
+        out: list[Reply] = []
+        if self._code:
+            return out
+        buffer = self._buffer
+        pos = self._pos
+        size = len(buffer)
+        longest = self.limits.max_line_length
+        new, setter = Reply.__new__, object.__setattr__
+        while pos < size and len(out) < limit:
+            end = buffer.find(b"\n", pos)
+            if not (3 < end - pos <= longest and buffer[pos + 3] == 0x20):
+                break
+            head = buffer[pos : pos + 3]
+            if not (head.isdigit() and b"200" <= head <= b"599") or head == b"421":
+                break
+            reply = new(Reply)
+            setter(reply, "code", int(head))
+            setter(
+                reply,
+                "raw",
+                (bytes(buffer[pos + 4 : end - 1 if buffer[end - 1] == 0x0D else end]),),
+            )
+            setter(reply, "_lines", None)
+            setter(reply, "_enhanced", _UNSET)
+            out.append(reply)
+            pos = end + 1
+        self._pos = pos
+        return out
+
     def _next_reply(self) -> Reply | None:
         limits = self.limits
         buffer = self._buffer
