@@ -236,13 +236,14 @@ def _body(item: Any) -> Any:
 
 
 def _accepted(result: Any, wanted: int) -> int:
-    from smtpclient import SendResult  # noqa: PLC0415 (imported only where needed)
-
-    if not isinstance(result, SendResult):
-        raise RuntimeError(f"smtpclient: {result!r}")
-    reply = result.data_reply
-    if len(result.accepted) != wanted or reply is None or not reply.is_positive:
-        raise RuntimeError(f"smtpclient: not fully accepted: {result}")
+    """1 if *result* is a SendResult with every recipient accepted and a 2xx
+    final reply (an exception in a send_many outcome list is not)."""
+    accepted = getattr(result, "accepted", None)
+    replies = getattr(result, "data_replies", ())
+    if accepted is None or len(accepted) != wanted or not replies:
+        raise RuntimeError(f"smtpclient: not fully accepted: {result!r}")
+    if not 200 <= replies[-1].code < 300:
+        raise RuntimeError(f"smtpclient: final reply {replies[-1]}")
     return 1
 
 

@@ -545,6 +545,7 @@ def send_batch(
     lost: Exception | None = None
     pipelined = session.use_pipelining and session.extensions.pipelining
     ahead: tuple[int, Plan | Exception] | None = None  # the next item, planned early
+    concluding: _Held | None = None  # final reply read, result not built yet
 
     def plan_for(index: int) -> Plan:
         nonlocal ahead
@@ -556,31 +557,49 @@ def send_batch(
         return _plan_item(session, items[index])
 
     def settle_and_plan(index: int) -> None:
-        """Right after a group is written: plan the next item while the
-        server works on the group (planning needs nothing from it), then
-        read the held message's final reply."""
+        """Right after a group is written, while the server works on it
+        (neither needs anything from it): build the previous message's
+        result and plan the next item; then read the held message's final
+        reply."""
         nonlocal ahead
+        conclude()
         if index < len(items) and lost is None:
             try:
                 ahead = (index, _plan_item(session, items[index]))
             except (ValueError, TypeError, SMTPClientError) as exc:
                 ahead = (index, exc)
-        settle()
+        settle(defer=True)
 
-    def settle() -> None:
-        """Read the final reply of the held message (its tail is on the wire)."""
-        nonlocal held
+    def settle(defer: bool = False) -> None:
+        """Read the final reply of the held message (its tail is on the
+        wire); with *defer*, its result is built after the next write."""
+        nonlocal held, concluding
         current, held = held, None
         if current is None:
             return
         try:
             current.tx.read_finals()
-            current.outcome.add(current.tx)
-            outcomes[current.index] = current.outcome.finish()
         except SMTPClientError as exc:
             outcomes[current.index] = exc
             if not session.usable:
                 raise
+            return
+        conclude()
+        concluding = current
+        if not defer:
+            conclude()
+
+    def conclude() -> None:
+        """Build the result of the message whose final reply was read last."""
+        nonlocal concluding
+        current, concluding = concluding, None
+        if current is None:
+            return
+        try:
+            current.outcome.add(current.tx)
+            outcomes[current.index] = current.outcome.finish()
+        except SMTPClientError as exc:  # a refusal: the session is unaffected
+            outcomes[current.index] = exc
 
     def flush() -> None:
         if held is not None:
@@ -657,6 +676,7 @@ def send_batch(
         except SMTPClientError as exc:
             if held is not None and outcomes[held.index] is None:
                 outcomes[held.index] = exc
+    conclude()
     return [o if o is not None else _not_sent(session, lost) for o in outcomes]
 
 
