@@ -22,6 +22,10 @@ _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?= |$)")
 
 _UNSET: object = object()
 
+# "250 " -> 250: the first four octets of a one-line reply that take() may
+# parse on its own (421 is left to next_reply, whose caller acts on it).
+_ONE_LINE_CODES = {b"%d " % code: code for code in range(200, 600) if code != 421}
+
 
 class Reply:
     """One complete reply (immutable): ``code`` (the three-digit reply
@@ -57,12 +61,10 @@ class Reply:
 
     @classmethod
     def _from_wire(cls, code: int, raw: tuple[bytes, ...]) -> Reply:
+        # _lines and _enhanced stay unset until first asked for.
         reply = cls.__new__(cls)
-        setter = object.__setattr__
-        setter(reply, "code", code)
-        setter(reply, "raw", raw)
-        setter(reply, "_lines", None)
-        setter(reply, "_enhanced", _UNSET)
+        object.__setattr__(reply, "code", code)
+        object.__setattr__(reply, "raw", raw)
         return reply
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -74,7 +76,10 @@ class Reply:
     @property
     def lines(self) -> tuple[str, ...]:
         """The text of each line (decoded as UTF-8, undecodable bytes replaced)."""
-        lines = self._lines
+        try:
+            lines = self._lines
+        except AttributeError:  # read from the wire, not decoded yet
+            lines = None
         if lines is None:
             lines = tuple(part.decode("utf-8", "replace") for part in self.raw)
             object.__setattr__(self, "_lines", lines)
@@ -83,7 +88,10 @@ class Reply:
     @property
     def enhanced(self) -> str | None:
         """The enhanced status code, or None."""
-        found = self._enhanced
+        try:
+            found = self._enhanced
+        except AttributeError:  # read from the wire, not looked for yet
+            found = _UNSET
         if found is _UNSET:
             found = _find_enhanced(self.code, self.lines)
             object.__setattr__(self, "_enhanced", found)
@@ -269,38 +277,32 @@ class ReplyParser:
 
     def take(self, limit: int) -> list[Reply]:
         """Up to *limit* replies already buffered, in order, in one pass: the
-        fast path of ``next_reply`` (whole one-line replies) for the replies
-        to a pipelined group.  It stops early at anything else -- a
-        multi-line or malformed line, a 421 -- which ``next_reply`` handles.
+        fast path of ``next_reply`` (whole one-line replies ending in CRLF)
+        for the replies to a pipelined group.  It stops early at anything
+        else -- a multi-line, malformed or over-long line, a bare LF, a 421
+        -- which ``next_reply`` handles.
         """
         if self._error is not None:
             raise self._error
-        out: list[Reply] = []
-        if self._code:
-            return out
         buffer = self._buffer
         pos = self._pos
-        size = len(buffer)
+        complete = buffer.rfind(b"\n") + 1
+        if self._code or complete <= pos or limit <= 0:
+            return []
+        out: list[Reply] = []
         longest = self.limits.max_line_length
-        new, setter = Reply.__new__, object.__setattr__
-        while pos < size and len(out) < limit:
-            end = buffer.find(b"\n", pos)
-            if not (3 < end - pos <= longest and buffer[pos + 3] == 0x20):
-                break
-            head = buffer[pos : pos + 3]
-            if not (head.isdigit() and b"200" <= head <= b"599") or head == b"421":
+        codes, new, setter = _ONE_LINE_CODES, Reply.__new__, object.__setattr__
+        for line in bytes(buffer[pos:complete]).split(b"\r\n"):
+            code = codes.get(line[:4])
+            if code is None or len(line) + 2 > longest or b"\n" in line:
                 break
             reply = new(Reply)
-            setter(reply, "code", int(head))
-            setter(
-                reply,
-                "raw",
-                (bytes(buffer[pos + 4 : end - 1 if buffer[end - 1] == 0x0D else end]),),
-            )
-            setter(reply, "_lines", None)
-            setter(reply, "_enhanced", _UNSET)
+            setter(reply, "code", code)
+            setter(reply, "raw", (line[4:],))
             out.append(reply)
-            pos = end + 1
+            pos += len(line) + 2
+            if len(out) == limit:
+                break
         self._pos = pos
         return out
 
