@@ -6,8 +6,10 @@ layer; they are only sent to a server that advertises DSN.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 __all__ = ["DSN", "NOTIFY_VALUES", "Envelope", "Recipient", "parse_options"]
 
@@ -117,7 +119,9 @@ class Envelope:
         rcpt_params = parse_options(rcpt_options)
         items: list[Recipient] = []
         for item in recipients:
-            if isinstance(item, Recipient):
+            if type(item) is str and not rcpt_params:
+                items.append(_plain_recipient(item))
+            elif isinstance(item, Recipient):
                 items.append(item)
             elif isinstance(item, str):
                 items.append(Recipient(item, params=rcpt_params))
@@ -130,6 +134,13 @@ class Envelope:
             smtputf8 = True
             params = {k: v for k, v in params.items() if k.upper() != "SMTPUTF8"}
         return cls(sender, tuple(items), dsn or _NO_DSN, params, smtputf8, requiretls)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_recipient(address: str) -> Recipient:
+    """A recipient without options; immutable, so one instance serves every
+    envelope to that address (the same recipients recur)."""
+    return Recipient(address, params=MappingProxyType({}))
 
 
 def parse_options(options: Iterable[str] | Mapping[str, str | None]) -> dict[str, str | None]:
