@@ -15,6 +15,7 @@ from smtpclient.errors import (
     InvalidAddressError,
     MessageContentError,
     MessageTooLarge,
+    NotSentError,
     PermanentDataRefused,
     PermanentRecipientsRefused,
     SessionClosedError,
@@ -342,8 +343,6 @@ def test_content_that_fails_mid_stream_is_never_finished(smtpd: AiosmtpdServer) 
 
 
 def test_send_many_reports_a_failing_body_and_does_not_lose_the_others(smtpd: AiosmtpdServer) -> None:
-    from smtpclient.errors import NotSentError
-
     items = [
         ("a@example.com", ["m1@example.com"], b"one"),
         ("a@example.com", ["m2@example.com"], _failing_body()),
