@@ -40,7 +40,7 @@ def print_outcome(outcome: Outcome, out: Callable[[str], None] = print) -> None:
         head += f" {'RSS +MiB':>9} {'py peak':>8}"
     else:
         head = f"  {'contender':26} {'msg/s':>7} {'spread':>6} {'MiB/s':>6} {'CPU us/msg':>10}"
-        head += f" {'RSS +MiB':>9}"
+        head += f" {'RSS +MiB':>9} {'srv CPU':>7}"
     for baseline in baselines:
         short = "x " + baseline.replace("-per-message", "/conn")
         head += f" {short:>14}" if not scenario.large else f" {short + ' rate,CPU':>24}"
@@ -69,7 +69,8 @@ def print_outcome(outcome: Outcome, out: Callable[[str], None] = print) -> None:
             line = (
                 f"  {LABELS[contender]:26} {_fmt(med('rate'), '7.0f')} "
                 f"{_pct(outcome.spread(contender, 'rate')):>6} {_fmt(med('mib_rate'), '6.1f')} "
-                f"{_fmt(cpu_msg, '10.0f')} {_fmt(growth, '9.1f')}"
+                f"{_fmt(cpu_msg, '10.0f')} {_fmt(growth, '9.1f')} "
+                f"{_pct(med('server_busy')):>7}"
             )
             for baseline in baselines:
                 line += f" {_ratio(med('rate'), outcome.median(baseline, 'rate')):>14}"

@@ -22,6 +22,7 @@ from benchmarks.contenders import Spec
 from benchmarks.prerequisites import SMTP_SOURCE
 from benchmarks.scenarios import Scenario
 from benchmarks.sink import CLIENT_CPU, SERVER_CPU, Sink, pinned
+from benchmarks.worker import busy, cpu_times
 
 __all__ = ["Outcome", "Sample", "run_scenario"]
 
@@ -40,6 +41,7 @@ class Sample:
     rss_growth_mib: float | None
     rss_peak_mib: float
     py_peak_mib: float | None = None
+    server_busy: float | None = None  # fraction of the server CPU's time spent busy
 
     @property
     def rate(self) -> float:
@@ -158,11 +160,13 @@ def _smtp_source(
         command += ["-s", str(scenario.threads)]
     command.append(f"127.0.0.1:{port}")
     start = time.perf_counter()
+    ticks = cpu_times()
     process = subprocess.Popen(
         pinned(cpu, command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
+    server_busy = busy(ticks, cpu_times()).get(CLIENT_CPU if scenario.cpu_bound else SERVER_CPU)
     process.returncode = os.waitstatus_to_exitcode(status)
     assert process.stdout is not None
     output = process.stdout.read().decode(errors="replace")
@@ -178,6 +182,7 @@ def _smtp_source(
         mib=count * size / MiB,
         rss_growth_mib=None,
         rss_peak_mib=usage.ru_maxrss / 1024,
+        server_busy=server_busy,
     )
     return sample, error
 
@@ -239,6 +244,9 @@ class Runner:
             rss_growth_mib=(result["rss_peak_kib"] - result["rss_idle_kib"]) / 1024,
             rss_peak_mib=result["rss_peak_kib"] / 1024,
             py_peak_mib=None if result["py_peak_kib"] is None else result["py_peak_kib"] / 1024,
+            server_busy=result["cpu_busy"].get(
+                str(CLIENT_CPU if scenario.cpu_bound else SERVER_CPU)
+            ),
         )
         error = None if result["acked"] == count else f"only {result['acked']} of {count} acked"
         return sample, result["sent"], error

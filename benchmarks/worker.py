@@ -33,6 +33,26 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} missing from /proc/self/status")
 
 
+def cpu_times() -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy, total) clock ticks since boot, from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, _, rest = line.partition(" ")
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(v) for v in rest.split()]
+            idle = ticks[3] + ticks[4]  # idle + iowait
+            out[int(name[3:])] = (sum(ticks[:8]) - idle, sum(ticks[:8]))
+    return out
+
+
+def busy(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[int, float]:
+    """Fraction of each CPU's time spent busy between two cpu_times()."""
+    return {
+        cpu: (after[cpu][0] - before[cpu][0]) / max(after[cpu][1] - before[cpu][1], 1)
+        for cpu in after
+    }
+
+
 def _reset_peak_rss() -> None:
     # "5" resets VmHWM to the current RSS (Linux >= 4.0).
     with contextlib.suppress(OSError):
@@ -58,6 +78,7 @@ def measure(spec: Spec) -> dict[str, Any]:
         _reset_peak_rss()
         idle = _status_kib("VmRSS")
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        ticks0 = cpu_times()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profiler is not None:
             profiler.enable()
@@ -66,6 +87,7 @@ def measure(spec: Spec) -> dict[str, Any]:
             profiler.disable()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_busy = busy(ticks0, cpu_times())
         peak = _status_kib("VmHWM")
         traced = tracemalloc.get_traced_memory()[1] if spec.trace else None
         tracemalloc.stop()
@@ -80,6 +102,7 @@ def measure(spec: Spec) -> dict[str, Any]:
         "cpu": cpu,
         "sys": usage.ru_stime - usage0.ru_stime,
         "switches": usage.ru_nvcsw - usage0.ru_nvcsw + usage.ru_nivcsw - usage0.ru_nivcsw,
+        "cpu_busy": cpu_busy,
         "rss_idle_kib": idle,
         "rss_peak_kib": peak,
         "py_peak_kib": None if traced is None else traced / 1024,
