@@ -26,8 +26,8 @@ from pathlib import Path
 from benchmarks import prerequisites
 from benchmarks.report import print_noise, print_outcome, print_targets
 from benchmarks.runner import Bodies, Outcome, Runner, run_scenario
-from benchmarks.scenarios import SCENARIOS
-from benchmarks.sink import CLIENT_CPU, SERVER_CPU
+from benchmarks.scenarios import LABELS, SCENARIOS
+from benchmarks.sink import CLIENT_CPU, SERVER_CPU, Sink, pinned
 
 
 def _versions() -> str:
@@ -46,6 +46,29 @@ def _versions() -> str:
 
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _print_opcodes(bodies: Bodies) -> None:
+    """Bytecodes per message (load cannot change them): benchmarks/opcodes.py."""
+    with Sink() as sink:
+        command = [sys.executable, "-m", "benchmarks.opcodes", str(sink.port)]
+        done = subprocess.run(
+            pinned(CLIENT_CPU, [*command, str(bodies.path("small"))]),
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+    counted = json.loads(done.stdout)
+    print("\nPython work per message, counted (bytecodes, Python calls; 2 KiB, one connection)")
+    for recipients in (1, 10):
+        base = counted[f"smtplib/{recipients}"][0]
+        row = []
+        for contender in ("smtplib", "smtpclient-sendmail", "smtpclient-send_many"):
+            ops, calls = counted[f"{contender}/{recipients}"]
+            row.append(f"{LABELS[contender]} {ops:.0f} ({calls:.0f} calls, {ops / base:.2f}x)")
+        print(f"  {recipients:2} rcpt: " + "; ".join(row))
 
 
 def _profile(target: str, bodies: Bodies, runner: Runner) -> None:
@@ -119,6 +142,7 @@ def main() -> int:
             print("\nOn the wire (packet capture on lo): each pipelined group in one write")
             for check in check_groups(bodies.path("small")):
                 print(f"  {check.describe()}")
+        _print_opcodes(bodies)
         missed = print_targets(outcomes)
         print_noise(outcomes)
         print(
