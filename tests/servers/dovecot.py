@@ -12,26 +12,12 @@ stored as uid/gid 65534.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from ._proc import (
-    NOBODY,
-    free_port,
-    kill_session,
-    lost_port_race,
-    read_banner,
-    require_binary,
-    tail,
-    wait_until,
-)
+from ._proc import NOBODY, ChildServer, free_port, read_banner, require_binary, tail
 from .maildir import clear, strip_added_headers, wait_for_messages
 
 __all__ = ["USERS", "DovecotServer", "strip_added_headers"]
@@ -48,7 +34,7 @@ USERS: dict[str, str] = {
 AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256")
 
 
-class DovecotServer:
+class DovecotServer(ChildServer):
     """A private Dovecot serving SASL (for Postfix) and LMTP.
 
     Arguments (keyword-only): ``users`` (username -> password, default
@@ -64,6 +50,8 @@ class DovecotServer:
     ``AUTH_MECHANISMS`` works for every user; a failed PLAIN/LOGIN is
     answered after about 0.5 s (Dovecot's failure tick).
     """
+
+    name = "Dovecot"
 
     def __init__(
         self,
@@ -83,11 +71,9 @@ class DovecotServer:
             if any(c in name + password for c in ":\n\r"):
                 raise ValueError(f"{name!r}: ':' and line breaks cannot be stored in a passwd-file")
         self._extra = extra_config
-        self._start_timeout = start_timeout
-        self.directory = Path(os.path.realpath(tempfile.mkdtemp(prefix="smtpclient-dovecot-")))
         self.lmtp_host = "127.0.0.1"
         self.lmtp_port = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__("smtpclient-dovecot-", start_timeout)
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -100,7 +86,13 @@ class DovecotServer:
 
     @property
     def log_path(self) -> Path:
+        """Dovecot's log (``log()`` returns what is in it so far)."""
         return self.directory / "dovecot.log"
+
+    @property
+    def output_path(self) -> Path:
+        """What dovecot printed itself (fatal start-up errors land here)."""
+        return self.directory / "dovecot.out"
 
     @property
     def auth_socket(self) -> Path:
@@ -113,55 +105,6 @@ class DovecotServer:
     def maildir(self, user: str) -> Path:
         """Where ``user``'s mail is stored (a Maildir: new/, cur/, tmp/)."""
         return self.directory / "mail" / user
-
-    # -- lifecycle -----------------------------------------------------------
-    def start(self) -> DovecotServer:
-        """Write the config, start ``dovecot -F`` and wait for its sockets.
-
-        Raises RuntimeError (with the log) if it does not come up.
-        """
-        if self._process is not None:
-            return self
-        try:
-            self._prepare()
-            # The probed port is released before Dovecot binds it; another
-            # process may take it meanwhile, so a bind failure is retried.
-            for attempt in range(3):
-                log_start = len(self.log()), len(self._output())
-                self.lmtp_port = free_port(self.lmtp_host)
-                self.config_file.write_text(self._config())
-                self._launch()
-                if self._wait_ready():
-                    return self
-                self._stop_process()
-                new_log = self.log()[log_start[0] :] + self._output()[log_start[1] :]
-                if not lost_port_race(new_log) or attempt == 2:
-                    raise RuntimeError(
-                        f"Dovecot in {self.directory} did not start; end of its log:\n"
-                        f"{tail(self.log_path)}\n{tail(self.directory / 'dovecot.out')}"
-                    )
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop Dovecot and every process it started; remove its directory."""
-        try:
-            self._stop_process()
-        finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> DovecotServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests look at -------------------------------------------------
     def messages(self, user: str, count: int = 1, wait: float = 20.0) -> list[bytes]:
@@ -181,20 +124,9 @@ class DovecotServer:
         for name in [user] if user is not None else self.users:
             clear(self.maildir(name))
 
-    def log(self) -> str:
-        """Dovecot's log so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    # -- internals -----------------------------------------------------------
-    def _output(self) -> str:
-        """What dovecot printed itself (fatal start-up errors land here)."""
-        try:
-            return (self.directory / "dovecot.out").read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+    # -- internals (start/stop: ManagedServer) ---------------------------------
+    def _log_files(self) -> Sequence[Path]:
+        return (self.log_path, self.output_path)
 
     def _prepare(self) -> None:
         # Postfix's smtpd (user postfix) must reach the auth socket, and the
@@ -280,53 +212,16 @@ service lmtp {{
 {self._extra}
 """
 
-    def _launch(self) -> None:
-        # -F keeps the master in the foreground, as our child; a new session
-        # lets stop() find and kill every process it forked.
-        with (self.directory / "dovecot.out").open("ab") as out:
-            self._process = subprocess.Popen(
-                [self._dovecot, "-F", "-c", str(self.config_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def _start_once(self) -> str | None:
+        self.lmtp_port = free_port(self.lmtp_host)
+        self.config_file.write_text(self._config())
+        # -F keeps the master in the foreground, as our child.
+        self._launch([self._dovecot, "-F", "-c", str(self.config_file)], self.output_path)
+        return None if self._wait_running(self._listening) else "did not start"
 
-    def _wait_ready(self) -> bool:
-        process = self._process
-        assert process is not None
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise _Exited
-            return (
-                self.auth_socket.exists()
-                and self.lmtp_socket.exists()
-                and read_banner(self.lmtp_host, self.lmtp_port, timeout=1.0).startswith(b"220 ")
-            )
-
-        try:
-            return wait_until(ready, self._start_timeout)
-        except _Exited:
-            return False
-
-    def _stop_process(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            # The whole group at once: the master alone would signal its
-            # children and then poll once a second for them to go.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        # The master is gone; anything it forked is still in its session.
-        kill_session(process.pid)
-
-
-class _Exited(Exception):
-    """The dovecot master exited while we waited for it."""
+    def _listening(self) -> bool:
+        return (
+            self.auth_socket.exists()
+            and self.lmtp_socket.exists()
+            and read_banner(self.lmtp_host, self.lmtp_port, timeout=1.0).startswith(b"220 ")
+        )

@@ -11,24 +11,11 @@ The server answers on one free port over UDP and TCP; everything it writes
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import signal
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
-from ._proc import (
-    accepts,
-    free_port,
-    kill_session,
-    lost_port_race,
-    require_binary,
-    tail,
-    wait_until,
-)
+from ._proc import ChildServer, accepts, free_port, require_binary
 
 __all__ = ["ZONES_DIR", "KnotServer", "example_zone"]
 
@@ -40,7 +27,7 @@ def example_zone() -> str:
     return (ZONES_DIR / "example.test.zone").read_text(encoding="utf-8")
 
 
-class KnotServer:
+class KnotServer(ChildServer):
     """``knotd`` serving ``zones`` ({zone name: zone file text}) on 127.0.0.1.
 
     Arguments: ``zones``; keyword ``start_timeout`` (seconds).
@@ -48,81 +35,53 @@ class KnotServer:
     ``directory``, ``zones``. Methods: ``start()``, ``stop()``, ``log()``.
     """
 
+    name = "knotd"
+
     def __init__(self, zones: Mapping[str, str], *, start_timeout: float = 20.0) -> None:
         self._knotd = require_binary("knotd", "knot")
         self._kdig = require_binary("kdig", "knot-dnsutils")
         if not zones:
             raise ValueError("KnotServer needs at least one zone")
         self.zones = {name.rstrip(".").lower(): text for name, text in zones.items()}
-        self._start_timeout = start_timeout
         self.host = "127.0.0.1"
         self.port = 0
-        self.directory = Path(tempfile.mkdtemp(prefix="smtpclient-knot-"))
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__("smtpclient-knot-", start_timeout)
 
     @property
     def log_path(self) -> Path:
+        """knotd's log (``log()`` returns what is in it so far)."""
         return self.directory / "knot.log"
 
-    def start(self) -> KnotServer:
-        """Start knotd and wait until every zone answers SOA.
+    @property
+    def zone_dir(self) -> Path:
+        return self.directory / "zones"
 
-        Raises RuntimeError (with the log) if it does not.
-        """
-        if self._process is not None:
-            return self
-        try:
-            zone_dir = self.directory / "zones"
-            zone_dir.mkdir()
-            for name, text in self.zones.items():
-                (zone_dir / f"{name}.zone").write_text(text, encoding="utf-8")
-            # The probed port is released before knotd binds it; another
-            # process may take it meanwhile, so a bind failure is retried.
-            for attempt in range(3):
-                log_start = len(self.log())
-                self.port = free_port(self.host, udp_too=True)
-                conf = self.directory / "knot.conf"
-                conf.write_text(self._config(zone_dir))
-                self._launch(conf)
-                if self._wait_ready():
-                    return self
-                self._stop_process()
-                if not lost_port_race(self.log()[log_start:]) or attempt == 2:
-                    raise RuntimeError(
-                        f"knotd in {self.directory} did not answer on "
-                        f"{self.host}@{self.port}; end of its log:\n{tail(self.log_path)}"
-                    )
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    # start() (ManagedServer) waits until every zone answers SOA.
+    def _prepare(self) -> None:
+        self.zone_dir.mkdir()
+        for name, text in self.zones.items():
+            (self.zone_dir / f"{name}.zone").write_text(text, encoding="utf-8")
 
-    def stop(self) -> None:
-        """Stop knotd (and anything it forked) and remove its directory."""
-        try:
-            self._stop_process()
-        finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
+    def _start_once(self) -> str | None:
+        self.port = free_port(self.host, udp_too=True)
+        conf = self.directory / "knot.conf"
+        conf.write_text(self._config())
+        self._launch([self._knotd, "-c", str(conf)], self.directory / "knotd.out")
+        pending = set(self.zones)
 
-    def __enter__(self) -> KnotServer:
-        return self.start()
+        def all_zones_answer() -> bool:
+            # TCP accepting means the sockets are bound; only then ask over
+            # UDP (a query sent earlier would be lost and cost a timeout).
+            if not accepts(self.host, self.port):
+                return False
+            pending.difference_update({z for z in pending if self._answers(z)})
+            return not pending
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        if self._wait_running(all_zones_answer):
+            return None
+        return f"did not answer on {self.host}@{self.port}"
 
-    def log(self) -> str:
-        """knotd's log so far."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def _config(self, zone_dir: Path) -> str:
+    def _config(self) -> str:
         d = self.directory
         zone_entries = "".join(f"  - domain: {name}\n" for name in self.zones)
         # Few workers: a test server needs no parallelism. The zone file is
@@ -145,24 +104,13 @@ database:
     storage: "{d / "db"}"
 template:
   - id: default
-    storage: "{zone_dir}"
+    storage: "{self.zone_dir}"
     file: "%s.zone"
     zonefile-sync: -1
     zonefile-load: whole
     journal-content: none
 zone:
 {zone_entries}"""
-
-    def _launch(self, conf: Path) -> None:
-        # Foreground child in its own session, so stop() can kill it all.
-        with (self.directory / "knotd.out").open("ab") as out:
-            self._process = subprocess.Popen(
-                [self._knotd, "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
 
     def _answers(self, zone: str) -> bool:
         try:
@@ -190,35 +138,3 @@ zone:
             and "status: NOERROR" in result.stdout
             and " SOA " in (result.stdout.replace("\t", " "))
         )
-
-    def _wait_ready(self) -> bool:
-        process = self._process
-        assert process is not None
-        pending = set(self.zones)
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                return True  # exited: stop waiting, report below
-            # TCP accepting means the sockets are bound; only then ask over
-            # UDP (a query sent earlier would be lost and cost a timeout).
-            if not accepts(self.host, self.port):
-                return False
-            pending.difference_update({z for z in pending if self._answers(z)})
-            return not pending
-
-        wait_until(ready, self._start_timeout, interval=0.05)
-        return process.poll() is None and not pending
-
-    def _stop_process(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        kill_session(process.pid)

@@ -15,21 +15,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 
 from ._proc import (
     NOBODY,
+    ManagedServer,
     accepts,
     free_port,
     kill_session,
-    lost_port_race,
     pid_alive,
     process_session,
     read_banner,
@@ -142,7 +140,7 @@ def _edit_alternate_dirs(postconf: str, add: str | None, remove: str | None) -> 
             os.utime(_DEFAULT_CONFIG_DIR / "main.cf", (past, past))
 
 
-class PostfixServer:
+class PostfixServer(ManagedServer):
     """A private Postfix on 127.0.0.1 delivering ``@example.test`` to a Maildir.
 
     Arguments (all keyword-only):
@@ -167,6 +165,8 @@ class PostfixServer:
     address is delivered; other domains get 554 relay access denied
     unless authenticated.
     """
+
+    name = "Postfix"
 
     def __init__(
         self,
@@ -205,15 +205,12 @@ class PostfixServer:
         self.message_size_limit = message_size_limit
         self._dovecot_auth_socket = dovecot_auth_socket
         self._extra = dict(main_cf or {})
-        self._start_timeout = start_timeout
         self._cert_file = cert_file
         self._key_file = key_file
         self.certs: TestCertificates | None = certs
-        # realpath: postfix compares the -c argument with the listed names as strings
-        self.directory = Path(os.path.realpath(tempfile.mkdtemp(prefix="smtpclient-postfix-")))
+        super().__init__("smtpclient-postfix-", start_timeout)
         self.maildir = self.directory / "maildir"
         self._registered = False
-        self._started = False
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -225,69 +222,13 @@ class PostfixServer:
         return self.directory / "spool"
 
     @property
-    def maillog_path(self) -> Path:
+    def log_path(self) -> Path:
+        """The mail log (``maillog()`` returns what is in it so far)."""
         return self.directory / "maillog"
 
     @property
     def inbox_new(self) -> Path:
         return self.maildir / "inbox" / "new"
-
-    # -- lifecycle -----------------------------------------------------------
-    def start(self) -> PostfixServer:
-        """Write the configuration, start Postfix and wait for its banner.
-
-        Raises RuntimeError (with the mail log) if it does not come up.
-        """
-        if self._started:
-            return self
-        try:
-            self._prepare()
-            # The ports are probed free and then released; another process
-            # may grab one before master binds it, so try a few times.
-            for attempt in range(3):
-                log_start = len(self.maillog())
-                self._write_config()
-                try:
-                    self._started = True
-                    self._run("start")  # fails when master cannot bind
-                    if self._wait_ready():
-                        return self
-                    problem = f"did not start listening on {self.host}:{self.port}"
-                except RuntimeError as exc:
-                    problem = str(exc)
-                self._stop_processes()
-                if not lost_port_race(self.maillog()[log_start:]) or attempt == 2:
-                    raise RuntimeError(
-                        f"Postfix in {self.directory} {problem}; end of its log:\n"
-                        f"{tail(self.maillog_path)}"
-                    )
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop Postfix, kill anything left of it, remove its directory."""
-        try:
-            if self._started:
-                self._stop_processes()
-        finally:
-            self._started = False
-            if self._registered:
-                self._registered = False
-                _edit_alternate_dirs(self._postconf, add=None, remove=str(self.config_dir))
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> PostfixServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what tests look at -------------------------------------------------
     def maildir_messages(self, count: int = 1, wait: float = 20.0) -> list[bytes]:
@@ -298,7 +239,7 @@ class PostfixServer:
 
         Raises AssertionError with the mail log if fewer arrive in time.
         """
-        return wait_for_messages(self.inbox_new, count, wait, lambda: tail(self.maillog_path))
+        return wait_for_messages(self.inbox_new, count, wait, lambda: tail(self.log_path))
 
     def clear_maildir(self) -> None:
         """Remove every delivered message (the server is shared by a session)."""
@@ -306,10 +247,7 @@ class PostfixServer:
 
     def maillog(self) -> str:
         """The instance's mail log so far."""
-        try:
-            return self.maillog_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return self.log()
 
     def queue_is_empty(self) -> bool:
         """True when no message waits in any queue (all delivered or bounced)."""
@@ -323,7 +261,22 @@ class PostfixServer:
         """Poll ``queue_is_empty`` for at most ``wait`` seconds."""
         return wait_until(self.queue_is_empty, wait)
 
-    # -- internals -----------------------------------------------------------
+    # -- internals (start/stop: ManagedServer) ---------------------------------
+    def _start_once(self) -> str | None:
+        self._write_config()
+        try:
+            self._run("start")  # fails when master cannot bind
+        except RuntimeError as exc:
+            return str(exc)
+        if self._wait_ready():
+            return None
+        return f"did not start listening on {self.host}:{self.port}"
+
+    def _forget(self) -> None:
+        if self._registered:
+            self._registered = False
+            _edit_alternate_dirs(self._postconf, add=None, remove=str(self.config_dir))
+
     def _prepare(self) -> None:
         # Postfix daemons run as the postfix user and must traverse the path.
         self.directory.chmod(0o755)
@@ -346,7 +299,7 @@ class PostfixServer:
             "queue_directory": str(self.queue_dir),
             "data_directory": str(d / "data"),
             # No /dev/log here: log to a file (postlogd needs the prefix allowed).
-            "maillog_file": str(self.maillog_path),
+            "maillog_file": str(self.log_path),
             "maillog_file_prefixes": f"/var, /dev/stdout, {d}",
             "inet_interfaces": "127.0.0.1",
             "inet_protocols": "ipv4",
@@ -469,7 +422,7 @@ class PostfixServer:
                 f"{result.returncode} (is {self.config_dir} listed in "
                 f"alternate_config_directories of /etc/postfix/main.cf?)\n"
                 f"stdout: {result.stdout}\nstderr: {result.stderr}\n"
-                f"end of the mail log:\n{tail(self.maillog_path)}"
+                f"end of the mail log:\n{tail(self.log_path)}"
             )
 
     def _master_pid(self) -> int | None:
