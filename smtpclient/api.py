@@ -6,8 +6,9 @@ import ssl
 from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
 
-from smtpclient.auth import Credentials, Password
+from smtpclient.auth import Credentials
 from smtpclient.body import BodySource
+from smtpclient.credentials import login_credentials
 from smtpclient.envelope import DSN
 from smtpclient.results import SendResult
 from smtpclient.session import Session
@@ -49,12 +50,7 @@ def send(
         SMTPClientError: as ``Session.connect``, ``Session.login`` and
             ``Session.sendmail`` raise them.
     """
-    if (username is None) != (password is None):
-        raise ValueError("give both username and password, or neither")
-    if username is not None and credentials is not None:
-        raise ValueError("give username/password or credentials, not both")
-    if username is not None and password is not None:
-        credentials = Password(username, password)
+    credentials = login_credentials(username, password, credentials)
     if not isinstance(message, Message) and (sender is None or recipients is None):
         # Checked before connecting: nothing is sent for a call that cannot work.
         raise ValueError("raw message data needs sender= and recipients=")

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Credentials", "CredentialsProvider", "OAuth2", "Password"]
+__all__ = ["Credentials", "CredentialsProvider", "OAuth2", "Password", "login_credentials"]
 
 _FORBIDDEN_IN_OAUTH = re.compile(r"[\x00-\x20\x7f]")
 
@@ -84,3 +84,22 @@ class OAuth2(Credentials):
 # What Session.authenticate() and Mailer accept: credentials, or a callable
 # that returns them when needed (so long-lived objects hold no secret).
 CredentialsProvider = Credentials | Callable[[], Credentials]
+
+
+def login_credentials(
+    username: str | None, password: str | None, credentials: CredentialsProvider | None
+) -> CredentialsProvider | None:
+    """The credentials a caller meant: ``username``/``password`` as a
+    ``Password``, or ``credentials`` as given (None: no AUTH).
+
+    Raises:
+        ValueError: only one of username and password, or both forms given.
+        TypeError: as ``Password``.
+    """
+    if (username is None) != (password is None):
+        raise ValueError("give both username and password, or neither")
+    if username is not None and credentials is not None:
+        raise ValueError("give username/password or credentials, not both")
+    if username is not None and password is not None:
+        return Password(username, password)
+    return credentials

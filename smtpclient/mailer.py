@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
 from typing import TypeAlias
 
-from smtpclient.auth import Password
 from smtpclient.body import BodySource
+from smtpclient.credentials import login_credentials
 from smtpclient.envelope import DSN, Recipient
 from smtpclient.errors import PoolClosedError, SMTPClientError
 from smtpclient.pool import SessionPool
@@ -92,12 +92,7 @@ class Mailer:
         dsn: DSN | None = None,
         pool: SessionPool | None = None,
     ) -> None:
-        if (username is None) != (password is None):
-            raise ValueError("give both username and password, or neither")
-        if username is not None and credentials is not None:
-            raise ValueError("give username/password or credentials, not both")
-        if username is not None and password is not None:
-            credentials = Password(username, password)
+        credentials = login_credentials(username, password, credentials)
         self.settings = ServerSettings(
             host,
             port,
