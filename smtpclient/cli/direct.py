@@ -20,7 +20,13 @@ from smtpclient.errors import SMTPClientError
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
 
-__all__ = ["DirectOptions", "add_direct_options", "deliver_direct", "direct_options"]
+__all__ = [
+    "DirectOptions",
+    "add_direct_options",
+    "add_dns_server_options",
+    "deliver_direct",
+    "direct_options",
+]
 
 
 @dataclass(frozen=True)
@@ -36,15 +42,20 @@ class DirectOptions:
     local_hostname: str | None = None
 
 
-def add_direct_options(group: argparse._ArgumentGroup) -> None:
-    """--nameserver, --dns-port, --mx-port (for --direct)."""
-    group.add_argument(
+def add_dns_server_options(container: argparse._ActionsContainer, *, when: str = "") -> None:
+    """--nameserver and --dns-port (``direct``, ``mx``); *when* prefixes the help."""
+    container.add_argument(
         "--nameserver",
         action="append",
         metavar="IP",
-        help="with --direct: ask this DNS server instead of the system's (repeatable)",
+        help=f"{when}ask this DNS server instead of the system's (repeatable)",
     )
-    group.add_argument("--dns-port", type=int, default=53, metavar="PORT", help="default 53")
+    container.add_argument("--dns-port", type=int, default=53, metavar="PORT", help="default 53")
+
+
+def add_direct_options(group: argparse._ArgumentGroup) -> None:
+    """--nameserver, --dns-port, --mx-port (for --direct)."""
+    add_dns_server_options(group, when="with --direct: ")
     group.add_argument(
         "--mx-port",
         type=int,

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from smtpclient.cli.common import EX_OK, error, exit_code_for
+from smtpclient.cli.direct import add_dns_server_options
 from smtpclient.errors import SMTPClientError, UsageError
 from smtpclient.resolver import Resolver
 from smtpclient.targets import FAMILY_POLICIES, MailHost, Target, plan_targets
@@ -46,13 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("domain", metavar="DOMAIN", help="the domain (IDN names are fine)")
-    parser.add_argument(
-        "--nameserver",
-        action="append",
-        metavar="IP",
-        help="ask this DNS server instead of the system's (repeat for more)",
-    )
-    parser.add_argument("--dns-port", type=int, default=53, metavar="PORT", help="default 53")
+    add_dns_server_options(parser)
     parser.add_argument(
         "--family", choices=FAMILY_POLICIES, default="any", help="address families to use"
     )
