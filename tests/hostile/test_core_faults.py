@@ -9,7 +9,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from servers.scripted import Conn, ScriptedServer, greet_and_ehlo, serve_normally
@@ -50,6 +50,19 @@ def run(
         except SMTPClientError as exc:
             error = exc
         return server, error, time.monotonic() - start
+
+
+def greet_and_start_data(conn: Conn, rcpt_replies: Sequence[str] = ("250 ok",)) -> None:
+    """Greet (no extensions), accept MAIL, answer each RCPT with *rcpt_replies*
+    in turn, and answer DATA with 354: the content is next."""
+    greet_and_ehlo(conn, ())
+    conn.expect(b"MAIL")
+    conn.reply("250 ok")
+    for reply in rcpt_replies:
+        conn.expect(b"RCPT")
+        conn.reply(reply)
+    conn.expect(b"DATA")
+    conn.reply("354 go")
 
 
 def test_no_greeting_times_out_at_the_greeting_stage() -> None:
@@ -179,12 +192,7 @@ def test_disconnect_at_any_stage_is_a_transient_connection_error(stage: str) -> 
 
 def test_disconnect_while_the_content_is_still_being_written_is_not_delivered() -> None:
     def handler(conn: Conn) -> None:
-        greet_and_ehlo(conn, ())
-        for _ in range(2):
-            conn.line()
-            conn.reply("250 ok")
-        conn.expect(b"DATA")
-        conn.reply("354 go")
+        greet_and_start_data(conn)
         conn.line()
         # Close with a reset (linger 0), as a crashing server would.
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -198,13 +206,7 @@ def test_disconnect_while_the_content_is_still_being_written_is_not_delivered() 
 
 def test_disconnect_after_the_final_dot_is_outcome_unknown() -> None:
     def handler(conn: Conn) -> None:
-        greet_and_ehlo(conn, ())
-        conn.expect(b"MAIL")
-        conn.reply("250 ok")
-        conn.expect(b"RCPT")
-        conn.reply("250 ok")
-        conn.expect(b"DATA")
-        conn.reply("354 go")
+        greet_and_start_data(conn)
         conn.read_data()
         # The message may be queued now; we just never say so.
 
@@ -217,12 +219,7 @@ def test_disconnect_after_the_final_dot_is_outcome_unknown() -> None:
 @pytest.mark.slow
 def test_no_reply_after_the_final_dot_times_out_as_outcome_unknown() -> None:
     def handler(conn: Conn) -> None:
-        greet_and_ehlo(conn, ())
-        for _ in range(2):
-            conn.line()
-            conn.reply("250 ok")
-        conn.expect(b"DATA")
-        conn.reply("354 go")
+        greet_and_start_data(conn)
         conn.read_data()
         conn.stall(30)
 
@@ -388,15 +385,7 @@ def test_connection_refused_is_a_connect_error() -> None:
 
 def test_refusals_read_before_a_lost_connection_are_still_reported() -> None:
     def handler(conn: Conn) -> None:
-        greet_and_ehlo(conn, ())
-        conn.expect(b"MAIL")
-        conn.reply("250 ok")
-        conn.expect(b"RCPT")
-        conn.reply("550 5.1.1 no such user")
-        conn.expect(b"RCPT")
-        conn.reply("250 ok")
-        conn.expect(b"DATA")
-        conn.reply("354 go")
+        greet_and_start_data(conn, ("550 5.1.1 no such user", "250 ok"))
         conn.read_data()
 
     with ScriptedServer(handler) as server:
