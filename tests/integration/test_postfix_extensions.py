@@ -84,6 +84,16 @@ def message_bytes(marker: str, body: bytes = TRICKY, sender: str = "s@example.te
     return f"From: {sender}\r\nTo: r@example.test\r\nSubject: {marker}\r\n\r\n".encode() + body
 
 
+def plain_message(marker: str, content: str) -> EmailMessage:
+    """From s@ to r@example.test, *marker* as the Subject (to find it in the Maildir)."""
+    message = EmailMessage()
+    message["From"] = "s@example.test"
+    message["To"] = "r@example.test"
+    message["Subject"] = marker
+    message.set_content(content)
+    return message
+
+
 def delivered(server: PostfixServer, marker: str, count: int = 1) -> list[bytes]:
     """The stored messages holding *marker* (waits for *count* of them)."""
     marker_bytes = marker.encode()
@@ -289,11 +299,7 @@ def test_without_smtputf8_a_utf8_local_part_is_refused_before_mail(
 
 def test_8bit_without_8bitmime_is_refused_or_reencoded(postfix_7bit: PostfixServer) -> None:
     marker = token()
-    message = EmailMessage()
-    message["From"] = "s@example.test"
-    message["To"] = "r@example.test"
-    message["Subject"] = marker
-    message.set_content("Grüße\n.dot line\n")
+    message = plain_message(marker, "Grüße\n.dot line\n")
     with connect(postfix_7bit) as session:
         assert not session.extensions.eightbitmime
         with pytest.raises(ExtensionNotSupported, match="8BITMIME"):
@@ -407,11 +413,7 @@ def test_requiretls_is_never_sent_to_postfix(
 
 def test_tls_required_no_header_is_delivered(postfix: PostfixServer) -> None:
     marker = token()
-    message = EmailMessage()
-    message["From"] = "s@example.test"
-    message["To"] = "r@example.test"
-    message["Subject"] = marker
-    message.set_content("hi\n")
+    message = plain_message(marker, "hi\n")
     with connect(postfix) as session:
         session.send_message(message, tls_optional=True)
     (stored,) = delivered(postfix, marker)
@@ -422,11 +424,7 @@ def test_tls_required_no_header_is_delivered(postfix: PostfixServer) -> None:
 
 def test_mailer_passes_the_extension_options_through(postfix: PostfixServer) -> None:
     marker = token()
-    message = EmailMessage()
-    message["From"] = "s@example.test"
-    message["To"] = "r@example.test"
-    message["Subject"] = marker
-    message.set_content("Grüße\n")
+    message = plain_message(marker, "Grüße\n")
     with Mailer(postfix.host, postfix.port, tls=TLSMode.NONE, timeouts=TIMEOUTS) as mailer:
         with pytest.raises(TLSRequiredError):
             mailer.send(message, requiretls=True)
