@@ -73,15 +73,20 @@ def send_one(session: Session) -> smtpclient.SendResult:
     return session.sendmail("a@example.com", ["b@example.com"], BODY)
 
 
+def verified_starttls(server: AiosmtpdServer, ca: TestCA) -> Session:
+    """A session to *server* as "localhost" over STARTTLS, verified against *ca*."""
+    return Session.connect(
+        "localhost", server.port, tls=TLSMode.STARTTLS, ssl_context=ca.client_context()
+    )
+
+
 # --- STARTTLS and implicit TLS -----------------------------------------------------------
 
 
 def test_starttls_verifies_and_the_result_records_tls(
     starttls_server: AiosmtpdServer, ca: TestCA
 ) -> None:
-    with Session.connect(
-        "localhost", starttls_server.port, tls=TLSMode.STARTTLS, ssl_context=ca.client_context()
-    ) as session:
+    with verified_starttls(starttls_server, ca) as session:
         assert "STARTTLS" not in session.extensions  # the post-TLS EHLO replaced it
         assert "AUTH" in session.extensions
         result = send_one(session)
@@ -205,9 +210,7 @@ def test_a_client_certificate_is_presented(leaf: Leaf, ca: TestCA, tmp_path: Pat
         # learns it on its first read after the handshake (an alert, or just
         # the close): transient, and nothing was sent.
         with pytest.raises((TLSError, ServerDisconnected)) as info:
-            with Session.connect(
-                "localhost", server.port, tls=TLSMode.STARTTLS, ssl_context=ca.client_context()
-            ) as session:
+            with verified_starttls(server, ca) as session:
                 send_one(session)
         assert info.value.is_transient
         assert len(server.messages) == 1
@@ -274,9 +277,7 @@ def test_opportunistic_without_starttls_stays_plaintext_and_refuses_auth() -> No
 def test_login_over_verified_tls(
     starttls_server: AiosmtpdServer, ca: TestCA, mechanism: str, user: str, password: str
 ) -> None:
-    with Session.connect(
-        "localhost", starttls_server.port, tls=TLSMode.STARTTLS, ssl_context=ca.client_context()
-    ) as session:
+    with verified_starttls(starttls_server, ca) as session:
         reply = session.login(user, password, mechanism=mechanism)
         assert reply.code == 235 and session.authenticated
         send_one(session)
@@ -285,9 +286,7 @@ def test_login_over_verified_tls(
 def test_a_wrong_password_is_authentication_failed_without_the_password(
     starttls_server: AiosmtpdServer, ca: TestCA
 ) -> None:
-    with Session.connect(
-        "localhost", starttls_server.port, tls=TLSMode.STARTTLS, ssl_context=ca.client_context()
-    ) as session:
+    with verified_starttls(starttls_server, ca) as session:
         with pytest.raises(AuthenticationFailed) as info:
             session.login("alice", "wr0ng-Passw0rd")
         assert info.value.reply is not None and info.value.reply.code == 535
@@ -309,9 +308,7 @@ def test_a_credentials_provider_is_called_only_when_auth_may_proceed(
         with pytest.raises(InsecureAuthError):
             session.authenticate(provider)
     assert calls == []  # no secret fetched for a session that may not use it
-    with Session.connect(
-        "localhost", starttls_server.port, tls=TLSMode.STARTTLS, ssl_context=ca.client_context()
-    ) as session:
+    with verified_starttls(starttls_server, ca) as session:
         assert session.authenticate(provider).code == 235
         assert "secret" not in repr(session)
     assert calls == ["called"]
@@ -345,9 +342,7 @@ def test_send_logs_in_with_a_provider(starttls_server: AiosmtpdServer, ca: TestC
 def test_a_token_never_goes_to_a_password_mechanism(
     starttls_server: AiosmtpdServer, ca: TestCA
 ) -> None:
-    with Session.connect(
-        "localhost", starttls_server.port, tls=TLSMode.STARTTLS, ssl_context=ca.client_context()
-    ) as session:
+    with verified_starttls(starttls_server, ca) as session:
         with pytest.raises(smtpclient.errors.ExtensionNotSupported, match="OAUTHBEARER"):
             session.authenticate(OAuth2("alice", "token"))
 
@@ -357,9 +352,7 @@ def test_the_transcript_redacts_real_exchanges(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="smtpclient")
     for mechanism in ("PLAIN", "LOGIN"):
-        with Session.connect(
-            "localhost", starttls_server.port, tls=TLSMode.STARTTLS, ssl_context=ca.client_context()
-        ) as session:
+        with verified_starttls(starttls_server, ca) as session:
             session.login("jörg", "pässwörd", mechanism=mechanism)
     text = caplog.text
     assert "AUTH PLAIN <redacted>" in text and "AUTH LOGIN" in text
