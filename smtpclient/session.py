@@ -416,7 +416,7 @@ class Session:
             done = len(replies)
             try:
                 # Never a 421: take() leaves one for _read, which acts on it.
-                ready = parser.take(count - done)
+                ready = parser.take(count - done) if parser.buffered else []
             except SMTPClientError as exc:
                 raise self._broken(exc, stages[done]) from exc.__cause__
             if ready:

@@ -261,14 +261,19 @@ class ReplyParser:
         if start == len(buffer):
             return None
         if not self._code:
-            # Fast path: a whole one-line reply ("250 Ok"), the usual case.
+            # Fast path: a whole one-line reply ending in CRLF ("250 Ok"),
+            # the usual case; anything else takes the careful way below.
             end = buffer.find(b"\n", start)
-            if 3 < end - start <= self.limits.max_line_length and buffer[start + 3] == 0x20:
-                head = buffer[start : start + 3]
-                if head.isdigit() and b"200" <= head <= b"599":
-                    stop = end - 1 if buffer[end - 1] == 0x0D else end
+            if (
+                end > start
+                and buffer[end - 1] == 0x0D
+                and end + 1 - start <= self.limits.max_line_length
+            ):
+                line = bytes(buffer[start : end - 1])
+                code = _ONE_LINE_CODES.get(line[:4])
+                if code is not None:
                     self._pos = end + 1
-                    return Reply._from_wire(int(head), (bytes(buffer[start + 4 : stop]),))
+                    return Reply._from_wire(code, (line[4:],))
         try:
             return self._next_reply()
         except ProtocolError as exc:
