@@ -253,8 +253,8 @@ class SessionPool:
         """Outside the lock: is an idle connection still worth using?"""
         session = entry.session
         # Anything the server sent while we were silent is a 421 or a hang-up
-        # (readable() peeks without blocking and sends nothing).
-        if not session.usable or session._transport.readable():
+        # (idle_check() reads without waiting and sends nothing).
+        if not session.idle_check():
             log.debug("dropping a connection to %s closed by the server while idle", entry.key)
             session.close()
             return False
@@ -312,6 +312,8 @@ class SessionPool:
             idle = [e for stack in self._book.idle.values() for e in stack]
         self._retire(retired)
         # Peek outside the lock; take out only those still idle by then.
+        # Only peek here (never read): another thread may check one of these
+        # out meanwhile, and its replies must not be consumed by us.
         hung_up = [e for e in idle if e.session._transport.readable()]
         with self._cond:
             stale = [e for e in hung_up if self._book.take(e)]

@@ -439,16 +439,47 @@ class Session:
         self._write(line, stage, shown=shown)
         return self._read(stage)
 
+    def _server_spoke(self, stage: Stage) -> bool:
+        """True when the server sent data nobody asked for; never waits.
+
+        Under TLS 1.3 a readable socket may hold only a session ticket or a
+        key update: that is read and is not "data".
+
+        Raises:
+            ServerDisconnected: the server hung up (the session is closed).
+        """
+        if self._parser.buffered:
+            return True
+        if not self._transport.readable():
+            return False
+        try:
+            data = self._transport.read_now(stage)
+        except SMTPClientError as exc:
+            raise self._broken(exc, stage) from exc.__cause__
+        if data is None:
+            return False
+        self._parser.feed(data)
+        return True
+
+    def idle_check(self) -> bool:
+        """For pools: True when the session is usable and the server sent
+        nothing while it sat idle (a 421, a hang-up or a stray reply all
+        mean False).  Sends nothing; a session that fails it is closed."""
+        if not self.usable:
+            return False
+        try:
+            spoke = self._server_spoke(Stage.COMMAND)
+        except SMTPClientError:
+            return False
+        if spoke:
+            self._abort()
+        return not spoke
+
     def _check_unsolicited(self, stage: Stage) -> None:
         """Before a new command: bytes nobody asked for mean the reply stream
         is out of step, and pairing them with our next command would shift
         every result after it."""
-        if self._parser.buffered or self._transport.readable():
-            if not self._parser.buffered:
-                try:
-                    self._parser.feed(self._transport.recv(self._deadline(stage)))
-                except SMTPClientError as exc:
-                    raise self._broken(exc, stage) from exc.__cause__
+        if self._server_spoke(stage):
             try:
                 early = self._parser.next_reply()
             except ProtocolError:

@@ -198,11 +198,7 @@ class _Tx:
         the content would report a message delivered that was not.  Raises
         ``ProtocolError`` (``ServiceClosing`` for a 421, ``ServerDisconnected``
         for a hang-up); the session is closed and nothing more is sent."""
-        session = self.session
-        # Plaintext only for the socket check: under TLS a readable socket
-        # may hold a post-handshake record rather than application data.
-        if session._parser.buffered or (session.tls is None and session._transport.readable()):
-            session._check_unsolicited(stage)
+        self.session._check_unsolicited(stage)
 
     def _judge(self, replies: list[Reply], with_data: bool) -> bool:
         session = self.session

@@ -295,6 +295,28 @@ class Transport:
         except (OSError, ValueError):
             return True  # let the next read report the problem
 
+    def read_now(self, stage: Stage) -> bytes | None:
+        """Read what has already arrived, without waiting: the bytes, or None
+        when nothing that carries data is there (under TLS 1.3 a readable
+        socket may hold only a session ticket or a key update).
+
+        Raises:
+            ServerDisconnected: the server closed the connection.
+        """
+        sock = self._require()
+        try:
+            data = sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except (OSError, ValueError) as exc:
+            self._fail(exc, stage)
+        if not data:
+            self.close()
+            raise ServerDisconnected(
+                "the server closed the connection", stage=stage, host=self.host
+            )
+        return data
+
     def start_tls(
         self,
         context: ssl.SSLContext,
