@@ -26,6 +26,7 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
 from smtpclient import auth as sasl
+from smtpclient.batch import send_batch
 from smtpclient.body import Body, BodySource
 from smtpclient.envelope import DSN, Envelope, Recipient
 from smtpclient.errors import (
@@ -52,7 +53,7 @@ from smtpclient.protocol.state import SessionState, Stage, check_allowed
 from smtpclient.protocol.status import error_for
 from smtpclient.timeouts import DATA_DONE_FLOOR, Deadline, Timeouts
 from smtpclient.tls import TLSInfo, TLSMode, default_mode, unverified_context, verifying_context
-from smtpclient.transaction import send_batch, send_one
+from smtpclient.transaction import send_one
 from smtpclient.transport import Transport, _literal
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from servers.certs import TestCertificates, make_test_certificates
 from servers.scripted import Conn, ScriptedServer
 
 from smtpclient import DSN, Recipient, Session, Timeouts, TLSMode
+from smtpclient.content import BDAT_WINDOW
 from smtpclient.errors import (
     DataRefused,
     ExtensionNotSupported,
@@ -28,7 +29,7 @@ from smtpclient.errors import (
     SMTPClientError,
     TLSRequiredError,
 )
-from smtpclient.transaction import BDAT_WINDOW, PIPELINE_WINDOW
+from smtpclient.transaction import PIPELINE_WINDOW
 
 TIMEOUTS = dataclasses.replace(Timeouts.uniform(5.0), total=None)
 POSTFIX_LIKE = ("PIPELINING", "SIZE 10240000", "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "CHUNKING")
