@@ -13,7 +13,6 @@ stage closes it without RSET.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
@@ -23,38 +22,32 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 
 from smtpclient import auth as sasl
+from smtpclient import opening
 from smtpclient.batch import send_batch
 from smtpclient.body import Body, BodySource
 from smtpclient.envelope import DSN, Envelope, Recipient
 from smtpclient.errors import (
-    CertificateVerifyError,
     ExtensionNotSupported,
     InsecureAuthError,
-    ProtocolError,
-    ServerDisconnected,
-    ServiceClosing,
     SessionBusyError,
     SessionClosedError,
     SMTPClientError,
-    SMTPTimeoutError,
-    StartTLSError,
-    TLSError,
     TLSRequiredError,
 )
 from smtpclient.hostname import default_local_hostname
 from smtpclient.message import prepare_message
 from smtpclient.protocol import commands
 from smtpclient.protocol.extensions import Extensions
-from smtpclient.protocol.reply import Reply, ReplyLimits, ReplyParser
+from smtpclient.protocol.reply import Reply, ReplyLimits
 from smtpclient.protocol.state import SessionState, Stage, check_allowed
-from smtpclient.protocol.status import error_for
-from smtpclient.timeouts import DATA_DONE_FLOOR, Deadline, Timeouts
-from smtpclient.tls import TLSInfo, TLSMode, default_mode, unverified_context, verifying_context
+from smtpclient.timeouts import Deadline, Timeouts
+from smtpclient.tls import TLSInfo, TLSMode, verifying_context
 from smtpclient.transaction import send_one
-from smtpclient.transport import Transport, _literal
+from smtpclient.transport import Transport
+from smtpclient.wire import Wire
 
 if TYPE_CHECKING:
     from smtpclient.results import SendResult
@@ -103,14 +96,7 @@ def exclusive(
     return cast("Callable[Concatenate[Session, P], R]", wrapper)
 
 
-def _printable(text: str) -> str:
-    """Server text made safe for a log line: control characters escaped."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-
-
-class Session:
+class Session(Wire):
     """A connected SMTP (or LMTP) session.  Create it with ``Session.connect``.
 
     Attributes:
@@ -138,15 +124,10 @@ class Session:
         reply_limits: ReplyLimits | None = None,
         max_recipients: int = 100,
     ) -> None:
-        self._transport = transport
-        self._parser = ReplyParser(reply_limits)
-        self._state = SessionState.NEW
+        super().__init__(transport, host=host, timeouts=timeouts, reply_limits=reply_limits)
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._total: Deadline | None = None
-        self.host = host
         self.port = port
-        self.timeouts = timeouts
         self.local_hostname = local_hostname or default_local_hostname(transport.local_address)
         self.server_hostname = server_hostname
         self.lmtp = lmtp
@@ -207,333 +188,24 @@ class Session:
                 a ``TLSRequiredError`` when STARTTLS was not offered.
             ServiceClosing: the server answered 421.
         """
-        if not isinstance(host, str) or not host:
-            raise TypeError("host must be a non-empty str")
-        commands.check_text(host, "host")  # before any lookup: "\r\n" is no name
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise ValueError(f"port must be an int between 1 and 65535, not {port!r}")
-        if local_hostname is not None:
-            commands.ehlo(local_hostname)  # refused here, before connecting
-        if not isinstance(max_recipients, int) or max_recipients < 1:
-            raise ValueError(f"max_recipients must be a positive int, not {max_recipients!r}")
-        is_unix = host.startswith("/")
-        mode = tls if tls is not None else (TLSMode.NONE if is_unix else default_mode(port))
-        if not isinstance(mode, TLSMode):
-            raise TypeError(f"tls must be a TLSMode, not {type(mode).__name__}")
-        settings = Timeouts.coerce(timeouts)
-        if server_hostname is None and not is_unix:
-            # The certificate is checked against this name (and it is sent as
-            # SNI); an IP literal is checked against the certificate's IP
-            # entries (ssl sends no SNI for an address).
-            server_hostname = host.strip("[]") if _literal(host) is not None else host
-        options: dict[str, Any] = {
-            "host": host,
-            "port": port,
-            "timeouts": settings,
-            "local_hostname": local_hostname,
-            "server_hostname": server_hostname,
-            "lmtp": lmtp,
-            "use_pipelining": use_pipelining,
-            "use_chunking": use_chunking,
-            "allow_insecure_auth": allow_insecure_auth,
-            "reply_limits": reply_limits,
-            "max_recipients": max_recipients,
-        }
-        context = ssl_context
-        # OPPORTUNISTIC (Postfix "may", RFC 7435) tries "verify", then on a
-        # new connection "unverified" (encrypt anyway, record why), then
-        # "plain" after a failed handshake -- never plaintext on a
-        # connection whose handshake broke.  One total deadline covers all.
-        attempt = "verify"
-        verify_error: str | None = None
-        plaintext_reason: str | None = None
-        total = Deadline(settings.total, Stage.CONNECT) if settings.total else None
-        may_retry = mode is TLSMode.OPPORTUNISTIC and sock is None
-        while True:
-            transport = cls._open_transport(host, port, settings, total, source_address, sock)
-            session = cls(transport, **options)
-            session._total = total
-            session._verify_error = verify_error
-            session._plaintext_reason = plaintext_reason
-            try:
-                if mode is TLSMode.IMPLICIT:
-                    session._start_tls_now(context or verifying_context())
-                session._handshake()
-                if mode in (TLSMode.STARTTLS, TLSMode.OPPORTUNISTIC) and attempt != "plain":
-                    if attempt == "unverified":
-                        context = unverified_context(ssl_context)
-                    session._upgrade(mode, context)
-            except StartTLSError as exc:
-                if mode is TLSMode.OPPORTUNISTIC and session._state is SessionState.READY:
-                    # RFC 3207 §4: after a refusal the plaintext session goes on.
-                    code = exc.reply.code if exc.reply is not None else "?"
-                    session._plaintext_reason = f"the server answered STARTTLS with {code}"
-                    log.info("%s refused STARTTLS (%s); continuing without TLS", host, code)
-                    session._total = None
-                    return session
-                session._abort()
-                raise
-            except CertificateVerifyError as exc:
-                session._abort()
-                if may_retry and attempt == "verify":
-                    log.info("%s: %s; reconnecting to encrypt without verifying", host, exc.message)
-                    verify_error = exc.message
-                    attempt = "unverified"
-                    continue
-                raise
-            except (TLSError, SMTPTimeoutError, ServerDisconnected) as exc:
-                session._abort()
-                tls_broke = session._tls_handshake_started and not isinstance(exc, TLSRequiredError)
-                if may_retry and attempt != "plain" and tls_broke:
-                    log.info("%s: TLS failed (%s); reconnecting without TLS", host, exc.message)
-                    plaintext_reason = f"TLS failed on an earlier connection: {exc.message}"
-                    attempt = "plain"
-                    continue
-                raise
-            except BaseException:
-                session._abort()
-                raise
-            session._total = None
-            return session
-
-    @staticmethod
-    def _open_transport(
-        host: str,
-        port: int,
-        timeouts: Timeouts,
-        total: Deadline | None,
-        source_address: tuple[str, int] | None,
-        sock: socket.socket | None,
-    ) -> Transport:
-        if sock is not None:
-            return Transport(sock, host)
-        deadline = Deadline(timeouts.connect_total, Stage.CONNECT, total)
-        return Transport.connect(
+        return opening.connect(
+            cls,
             host,
             port,
-            per_address=timeouts.connect,
-            deadline=deadline,
+            tls=tls,
+            ssl_context=ssl_context,
+            server_hostname=server_hostname,
+            timeouts=timeouts,
+            local_hostname=local_hostname,
             source_address=source_address,
+            sock=sock,
+            lmtp=lmtp,
+            use_pipelining=use_pipelining,
+            use_chunking=use_chunking,
+            allow_insecure_auth=allow_insecure_auth,
+            reply_limits=reply_limits,
+            max_recipients=max_recipients,
         )
-
-    def _handshake(self) -> None:
-        """Read the greeting and say EHLO."""
-        check_allowed("greeting", self._state)
-        reply = self._read(Stage.GREETING)
-        if reply.code != 220:
-            self._close_politely()
-            raise self._error(Stage.GREETING, reply)
-        self.greeting = reply
-        self._state = SessionState.GREETED
-        self._hello()
-
-    def _upgrade(self, mode: TLSMode, context: ssl.SSLContext | None) -> None:
-        if self.extensions.starttls:
-            self._starttls(context or verifying_context())
-            return
-        if mode is TLSMode.STARTTLS:
-            raise TLSRequiredError(
-                "TLS is required (tls=TLSMode.STARTTLS) but the server did not offer STARTTLS",
-                stage=Stage.STARTTLS,
-                host=self.host,
-            )
-        self._plaintext_reason = "the server did not offer STARTTLS"
-        log.info("%s does not offer STARTTLS; continuing without TLS", self.host)
-
-    # --- the wire ------------------------------------------------------------------
-
-    def _deadline(self, stage: Stage) -> Deadline:
-        cap = self._total
-        if stage is Stage.DATA_DONE and cap is not None:
-            # Once the final dot is out, giving up early makes duplicates: the
-            # overall deadline never cuts this wait below the floor.
-            floor = Deadline(DATA_DONE_FLOOR, stage)
-            if cap.expires < floor.expires:
-                cap = floor
-        return Deadline(self.timeouts.for_stage(stage), stage, cap)
-
-    def _write(
-        self, data: bytes, stage: Stage, *, shown: str | Callable[[bytes], str] | None = None
-    ) -> None:
-        """Send *data*; *shown* (or what it returns for *data*) replaces it in
-        the transcript (secrets, message content).  A callable costs nothing
-        while the transcript is off."""
-        if transcript.isEnabledFor(logging.DEBUG):
-            if callable(shown):
-                shown = shown(data)
-            text = shown if shown is not None else data.decode("utf-8", "replace").rstrip("\r\n")
-            for line in text.split("\r\n"):
-                transcript.debug("%s C: %s", self.host, line)
-        try:
-            self._transport.sendall(data, self._deadline(stage))
-        except SMTPClientError as exc:
-            raise self._broken(exc, stage) from exc.__cause__
-
-    def _read(self, stage: Stage) -> Reply:
-        """Read one complete reply within the stage's deadline.
-
-        Raises:
-            ServiceClosing: the reply was 421 (the session is closed).
-            ProtocolError, SMTPTimeoutError, ServerDisconnected: the session
-                is closed.
-        """
-        try:
-            reply = self._parser.next_reply()
-            if reply is None:
-                deadline = self._deadline(stage)
-                while reply is None:
-                    self._parser.feed(self._transport.recv(deadline))
-                    reply = self._parser.next_reply()
-        except SMTPClientError as exc:
-            raise self._broken(exc, stage) from exc.__cause__
-        if transcript.isEnabledFor(logging.DEBUG):
-            self._show(reply)
-        if reply.code == 421 and stage is not Stage.QUIT:
-            self._abort()
-            raise ServiceClosing(reply=reply, stage=stage, host=self.host)
-        return reply
-
-    def _show(self, reply: Reply) -> None:
-        last = len(reply.lines) - 1
-        for index, line in enumerate(reply.lines):
-            sep = " " if index == last else "-"
-            transcript.debug("%s S: %d%s%s", self.host, reply.code, sep, _printable(line))
-
-    def _read_replies(
-        self, stages: Sequence[Stage], check: Callable[[Reply, Stage], object]
-    ) -> list[Reply]:
-        """Read one reply per stage, in order (the replies to a pipelined
-        group), each within its own stage's deadline when it must be waited
-        for; those already received are parsed in one pass.  *check* sees
-        each reply before the next one is waited for (it raises when a reply
-        cannot answer its command: waiting on would only time out).
-
-        Raises: as ``_read``, and what *check* raises.
-        """
-        parser = self._parser
-        count = len(stages)
-        replies: list[Reply] = []
-        while True:
-            done = len(replies)
-            try:
-                # Never a 421: take() leaves one for _read, which acts on it.
-                ready = parser.take(count - done) if parser.buffered else []
-            except SMTPClientError as exc:
-                raise self._broken(exc, stages[done]) from exc.__cause__
-            if ready:
-                logged = transcript.isEnabledFor(logging.DEBUG)
-                for reply, stage in zip(ready, stages[done:], strict=False):
-                    if logged:
-                        self._show(reply)
-                    check(reply, stage)
-                replies += ready
-                done = len(replies)
-            if done == count:
-                return replies
-            reply = self._read(stages[done])
-            check(reply, stages[done])
-            replies.append(reply)
-            if done + 1 == count:
-                return replies
-
-    def _command(self, line: bytes, stage: Stage, *, shown: str | None = None) -> Reply:
-        self._write(line, stage, shown=shown)
-        return self._read(stage)
-
-    def _server_spoke(self, stage: Stage) -> bool:
-        """True when the server sent data nobody asked for; never waits.
-
-        Under TLS 1.3 a readable socket may hold only a session ticket or a
-        key update: that is read and is not "data".
-
-        Raises:
-            ServerDisconnected: the server hung up (the session is closed).
-        """
-        if self._parser.buffered:
-            return True
-        if not self._transport.readable():
-            return False
-        try:
-            data = self._transport.read_now(stage)
-        except SMTPClientError as exc:
-            raise self._broken(exc, stage) from exc.__cause__
-        if data is None:
-            return False
-        self._parser.feed(data)
-        return True
-
-    def idle_check(self) -> bool:
-        """For pools: True when the session is usable and the server sent
-        nothing while it sat idle (a 421, a hang-up or a stray reply all
-        mean False).  Sends nothing; a session that fails it is closed."""
-        if not self.usable:
-            return False
-        try:
-            spoke = self._server_spoke(Stage.COMMAND)
-        except SMTPClientError:
-            return False
-        if spoke:
-            self._abort()
-        return not spoke
-
-    def _check_unsolicited(self, stage: Stage) -> None:
-        """Before a new command: bytes nobody asked for mean the reply stream
-        is out of step, and pairing them with our next command would shift
-        every result after it."""
-        if self._server_spoke(stage):
-            try:
-                early = self._parser.next_reply()
-            except ProtocolError:
-                early = None
-            self._abort()
-            if early is not None and early.code == 421:
-                # RFC 5321 §3.8: a server may say 421 and hang up at any time
-                # (Postfix does on an idle timeout): a closed connection, which
-                # a pool retries elsewhere, not a protocol violation.
-                raise ServiceClosing(reply=early, stage=stage, host=self.host)
-            raise ProtocolError(
-                "the server sent data nobody asked for (a reply out of step)",
-                stage=stage,
-                host=self.host,
-            )
-
-    def _broken(self, exc: SMTPClientError, stage: Stage) -> SMTPClientError:
-        self._abort()
-        if exc.host is None:
-            exc.host = self.host
-        if exc.stage is None:
-            exc.stage = stage
-        return exc
-
-    def _error(
-        self, stage: Stage, reply: Reply, message: str | None = None, **context: Any
-    ) -> SMTPClientError:
-        """The exception for a refusal *reply* at *stage*."""
-        cls = error_for(stage, reply)
-        if cls is ProtocolError:
-            self._abort()
-            message = f"unexpected reply {reply.code} at stage {stage}"
-        return cls(message, reply=reply, stage=stage, host=self.host, **context)
-
-    def _abort(self) -> None:
-        """Close at once, no QUIT: after an error the stream cannot be trusted."""
-        self._transport.close()
-        if self._state is not SessionState.CLOSED:
-            self._state = SessionState.BROKEN
-
-    def _drop(self) -> None:
-        # After fork: close our copy of the descriptor only (no shutdown(),
-        # no TLS close_notify), so the parent's connection is untouched.
-        self._transport.close()
-        self._state = SessionState.CLOSED
-
-    def _close_politely(self) -> None:
-        try:
-            self._write(commands.quit_(), Stage.QUIT)
-            self._read(Stage.QUIT)
-        except SMTPClientError:
-            pass
-        self._abort()
 
     # --- EHLO, TLS, AUTH --------------------------------------------------------------
 
@@ -569,51 +241,6 @@ class Session:
         """Say EHLO again (it resets any transaction) and refresh ``extensions``."""
         return self._hello()
 
-    def _start_tls_now(self, context: ssl.SSLContext) -> None:
-        """Handshake now (implicit TLS, or after a 220 to STARTTLS).
-
-        Raises:
-            ValueError: the context checks host names but there is no name.
-            CertificateVerifyError, TLSError, SMTPTimeoutError: the handshake failed.
-        """
-        if context.check_hostname and not self.server_hostname:
-            raise ValueError("this ssl_context checks host names: pass server_hostname=")
-        self._tls_handshake_started = True
-        info = self._transport.start_tls(
-            context, self.server_hostname, self._deadline(Stage.STARTTLS)
-        )
-        if not info.verified and self._verify_error is not None:
-            info = dataclasses.replace(info, verify_error=self._verify_error)
-        self.tls = info
-
-    def _starttls(self, context: ssl.SSLContext) -> None:
-        check_allowed("starttls", self._state)
-        if self.tls is not None:
-            raise RuntimeError("TLS is already active on this session")
-        self._check_unsolicited(Stage.STARTTLS)
-        reply = self._command(commands.starttls(), Stage.STARTTLS)
-        if reply.code != 220:
-            raise StartTLSError(reply=reply, stage=Stage.STARTTLS, host=self.host)
-        # RFC 3207 §4.2: anything received before the handshake was not
-        # protected and may have been injected; it must not be read later
-        # as a reply to a command sent under TLS.
-        dropped = self._parser.discard()
-        while self._transport.readable() and dropped < 65536:
-            try:
-                dropped += len(self._transport.recv(self._deadline(Stage.STARTTLS)))
-            except SMTPClientError as exc:
-                raise self._broken(exc, Stage.STARTTLS) from exc.__cause__
-        if dropped:
-            log.warning("%s: discarded %d bytes received after 220 to STARTTLS", self.host, dropped)
-        try:
-            self._start_tls_now(context)
-        except SMTPClientError as exc:
-            raise self._broken(exc, Stage.STARTTLS) from exc.__cause__
-        # Forget everything learnt before TLS and ask again.
-        self.extensions = Extensions()
-        self._state = SessionState.GREETED
-        self._hello()
-
     @exclusive
     def starttls(self, ssl_context: ssl.SSLContext | None = None) -> TLSInfo:
         """Upgrade to TLS now (usually ``connect(tls=...)`` does this for you).
@@ -625,7 +252,7 @@ class Session:
         """
         if not self.extensions.starttls:
             raise TLSRequiredError("the server did not offer STARTTLS", host=self.host)
-        self._starttls(ssl_context or verifying_context())
+        opening.starttls(self, ssl_context or verifying_context())
         assert self.tls is not None
         return self.tls
 
@@ -916,6 +543,20 @@ class Session:
             and not self._transport.closed
             and self._pid == _pid
         )
+
+    def idle_check(self) -> bool:
+        """For pools: True when the session is usable and the server sent
+        nothing while it sat idle (a 421, a hang-up or a stray reply all
+        mean False).  Sends nothing; a session that fails it is closed."""
+        if not self.usable:
+            return False
+        try:
+            spoke = self._server_spoke(Stage.COMMAND)
+        except SMTPClientError:
+            return False
+        if spoke:
+            self._abort()
+        return not spoke
 
     def quit(self) -> Reply | None:
         """Say QUIT and close.  Never raises: a failed QUIT cannot undo a
