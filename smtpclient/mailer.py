@@ -27,13 +27,13 @@ from email.message import Message
 from typing import TypeAlias
 
 from smtpclient.body import BodySource
-from smtpclient.credentials import login_credentials
+from smtpclient.credentials import CredentialsProvider, login_credentials
 from smtpclient.envelope import DSN, Recipient
 from smtpclient.errors import PoolClosedError, SMTPClientError
 from smtpclient.pool import SessionPool
 from smtpclient.results import SendResult
 from smtpclient.retry import RetryPolicy, closed_while_idle, never_sent, resendable
-from smtpclient.server import CredentialsSource, ServerSettings
+from smtpclient.server import ServerSettings
 from smtpclient.session import Session
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
@@ -72,7 +72,7 @@ class Mailer:
         ssl_context: ssl.SSLContext | None = None,
         username: str | None = None,
         password: str | None = None,
-        credentials: CredentialsSource | None = None,
+        credentials: CredentialsProvider | None = None,
         timeouts: Timeouts | float | None = None,
         local_hostname: str | None = None,
         source_address: tuple[str, int] | None = None,

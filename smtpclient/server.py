@@ -16,18 +16,16 @@ import hashlib
 import hmac
 import secrets
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from smtpclient.auth import Credentials, OAuth2, Password
+from smtpclient.credentials import CredentialsProvider
 from smtpclient.session import Session
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode, default_mode
 
-__all__ = ["CredentialsSource", "PoolKey", "ServerSettings", "secret_digest"]
-
-CredentialsSource = Credentials | Callable[[], Credentials]
+__all__ = ["PoolKey", "ServerSettings", "secret_digest"]
 
 # Random per process, so a digest in a key (or a log line) cannot be
 # checked against a list of likely passwords elsewhere.
@@ -57,7 +55,7 @@ class _Same:
         return f"<provider {type(self.obj).__name__} at {id(self.obj):#x}>"
 
 
-def _identity(credentials: CredentialsSource | None) -> tuple[Any, ...] | None:
+def _identity(credentials: CredentialsProvider | None) -> tuple[Any, ...] | None:
     if credentials is None:
         return None
     if isinstance(credentials, Password):
@@ -129,7 +127,7 @@ class ServerSettings:
     use_pipelining: bool = True
     use_chunking: bool = True
     allow_insecure_auth: bool = False
-    credentials: CredentialsSource | None = field(default=None, repr=False, compare=False)
+    credentials: CredentialsProvider | None = field(default=None, repr=False, compare=False)
     auth_mechanism: str | None = None
 
     def __post_init__(self) -> None:
