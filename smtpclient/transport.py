@@ -9,9 +9,12 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import math
 import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +37,14 @@ __all__ = ["Address", "Transport", "resolve"]
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 65536
+# Plain sockets on Linux wait in the kernel (SO_RCVTIMEO/SO_SNDTIMEO, a
+# struct timeval of two native longs): one system call per read instead of
+# poll() + recv().  The option is set again only when what is left of a
+# deadline falls below it by more than this (seconds): a shorter kernel
+# timeout than the deadline costs one extra wake-up, never a late one.
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
+_TIMEOUT_SLACK = 0.001
+_TIMEVAL = struct.Struct("@ll")
 # (family, sockaddr) as getaddrinfo gives them.
 Address = tuple[socket.AddressFamily, tuple[str, int] | tuple[str, int, int, int] | str]
 
@@ -104,11 +115,42 @@ def resolve(host: str, port: int, deadline: Deadline) -> list[Address]:
     return seen
 
 
+def _set_timeout(sock: socket.socket, option: int, seconds: float) -> float:
+    """Set SO_RCVTIMEO or SO_SNDTIMEO to *seconds* (rounded up to a
+    microsecond, never 0, which would mean "wait for ever"); return it."""
+    whole = int(seconds)
+    micro = max(math.ceil((seconds - whole) * 1_000_000), 0 if whole else 1)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    sock.setsockopt(socket.SOL_SOCKET, option, _TIMEVAL.pack(whole, micro))
+    return whole + micro / 1_000_000
+
+
+def _kernel_timeouts(sock: socket.socket) -> bool:
+    """Make *sock* blocking with kernel timeouts, if this platform has them
+    in the layout we pack (checked by reading the option back)."""
+    if not _KERNEL_TIMEOUTS:
+        return False
+    try:
+        sock.setblocking(True)
+        _set_timeout(sock, socket.SO_RCVTIMEO, 1.5)
+        readback = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.size)
+        if readback == _TIMEVAL.pack(1, 500_000):
+            return True
+    except OSError:
+        pass
+    sock.setblocking(False)
+    return False
+
+
 class Transport:
     """A connected stream socket (TCP or Unix), optionally wrapped in TLS.
 
-    Every call that can block takes a ``Deadline``; the socket is
-    non-blocking and each wait is a poll() for what is left of it.
+    Every call that can block takes a ``Deadline`` and waits no longer than
+    what is left of it (the whole read or write, not each system call).  A
+    plain socket on Linux blocks in the kernel with SO_RCVTIMEO/SO_SNDTIMEO
+    bounded by the deadline, so a read is one system call; under TLS (and
+    elsewhere) the socket is non-blocking and each wait is a poll().
     """
 
     def __init__(self, sock: socket.socket, host: str) -> None:
@@ -118,21 +160,28 @@ class Transport:
         self.peer: str = _peer_name(sock)
         self.local_address: str | None = _local_ip(sock)
         self._ssl = False
+        self._blocking = False  # kernel timeouts (plain sockets on Linux)
+        self._rcvtimeo = self._sndtimeo = math.inf  # what the options are set to
         self._readable: select.poll | None = None
         self._writable: select.poll | None = None
         self._arm(sock)
 
     def _arm(self, sock: socket.socket) -> None:
-        """Make *sock* non-blocking and register it for poll().
+        """Choose how *sock* waits, and register it for poll().
 
-        Every wait is then one poll() bounded by what is left of its
-        deadline; setting a socket timeout before each call would cost a
-        system call of its own (and Python polls before each timed call).
-        poll(), not select(): select() fails on descriptors >= 1024, which
-        a busy web worker reaches.
+        A plain socket on Linux blocks with kernel timeouts (set again only
+        when a deadline needs a shorter one).  Otherwise it is non-blocking
+        and every wait is one poll() bounded by what is left of its
+        deadline; setting a Python socket timeout before each call would
+        cost a system call of its own (and Python polls before each timed
+        call).  poll(), not select(): select() fails on descriptors >= 1024,
+        which a busy web worker reaches.
         """
-        sock.setblocking(False)
         self._ssl = isinstance(sock, ssl.SSLSocket)
+        self._blocking = not self._ssl and _kernel_timeouts(sock)
+        self._rcvtimeo = self._sndtimeo = math.inf  # unknown: set before the first wait
+        if not self._blocking:
+            sock.setblocking(False)
         self._readable = select.poll()
         self._readable.register(sock, select.POLLIN)
         self._writable = select.poll()
@@ -233,6 +282,9 @@ class Transport:
         sock = self.sock
         if sock is None:
             raise ServerDisconnected("the connection is closed", host=self.host)
+        if self._blocking:
+            self._sendall_blocking(sock, data, deadline)
+            return
         try:
             deadline.remaining()  # raises once it has passed
             try:
@@ -252,6 +304,34 @@ class Transport:
         except (OSError, ValueError) as exc:
             self._fail(exc, deadline.stage)
 
+    def _sendall_blocking(
+        self, sock: socket.socket, data: bytes | memoryview, deadline: Deadline
+    ) -> None:
+        """``sendall`` on a blocking socket: the kernel's send timeout never
+        exceeds what is left of *deadline* (a send it cuts short returns the
+        count sent, or raises EAGAIN when nothing was)."""
+        try:
+            left = deadline.expires - time.monotonic()
+            if left <= 0:
+                deadline.remaining()  # raises: the deadline has passed
+            view = data
+            while True:
+                if self._sndtimeo > left + _TIMEOUT_SLACK:
+                    self._sndtimeo = _set_timeout(sock, socket.SO_SNDTIMEO, left)
+                try:
+                    sent = sock.send(view)  # usually all of it: the buffer has room
+                except BlockingIOError:  # the kernel timeout ran out first
+                    sent = 0
+                    self._sndtimeo = math.inf
+                if sent == len(view):
+                    return
+                view = memoryview(view)[sent:]
+                left = deadline.expires - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+        except (OSError, ValueError) as exc:
+            self._fail(exc, deadline.stage)
+
     def recv(self, deadline: Deadline) -> bytes:
         """Read what is available (at least one byte) before *deadline*.
 
@@ -263,18 +343,33 @@ class Transport:
         if sock is None:
             raise ServerDisconnected("the connection is closed", host=self.host)
         try:
-            while True:
-                # Poll first (it also enforces the deadline): a reply is
-                # rarely there the moment we ask.
-                if not (self._ssl and sock.pending()):  # type: ignore[attr-defined]
-                    self._wait(self._readable, deadline)
-                try:
-                    data = sock.recv(RECV_SIZE)
-                    break
-                except (BlockingIOError, ssl.SSLWantReadError):
-                    continue  # woken without a whole TLS record
-                except ssl.SSLWantWriteError:
-                    self._wait(self._writable, deadline)
+            if self._blocking:
+                while True:
+                    left = deadline.expires - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    if self._rcvtimeo > left + _TIMEOUT_SLACK:
+                        self._rcvtimeo = _set_timeout(sock, socket.SO_RCVTIMEO, left)
+                    try:
+                        data = sock.recv(RECV_SIZE)
+                        break
+                    except BlockingIOError:
+                        # The kernel timeout (shorter than the deadline) ran
+                        # out: wait on for what is left of the deadline.
+                        self._rcvtimeo = math.inf
+            else:
+                while True:
+                    # Poll first (it also enforces the deadline): a reply is
+                    # rarely there the moment we ask.
+                    if not (self._ssl and sock.pending()):  # type: ignore[attr-defined]
+                        self._wait(self._readable, deadline)
+                    try:
+                        data = sock.recv(RECV_SIZE)
+                        break
+                    except (BlockingIOError, ssl.SSLWantReadError):
+                        continue  # woken without a whole TLS record
+                    except ssl.SSLWantWriteError:
+                        self._wait(self._writable, deadline)
         except (OSError, ValueError) as exc:
             self._fail(exc, deadline.stage)
         if not data:
@@ -305,7 +400,8 @@ class Transport:
         """
         sock = self._require()
         try:
-            data = sock.recv(RECV_SIZE)
+            # A blocking socket must not wait here: MSG_DONTWAIT.
+            data = sock.recv(RECV_SIZE, socket.MSG_DONTWAIT if self._blocking else 0)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
         except (OSError, ValueError) as exc:
