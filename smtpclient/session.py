@@ -25,7 +25,7 @@ from email.message import Message
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 
 from smtpclient import auth as sasl
-from smtpclient import opening
+from smtpclient import fastpath, opening
 from smtpclient.batch import send_batch
 from smtpclient.body import Body, BodySource
 from smtpclient.envelope import DSN, Envelope, Recipient
@@ -146,6 +146,7 @@ class Session(Wire):
         self.created = time.monotonic()
         self.last_used = self.created
         self.messages_sent = 0
+        self._fast_features: fastpath.Features | None = None  # for the current extensions
 
     # --- opening ----------------------------------------------------------------
 
@@ -368,6 +369,20 @@ class Session(Wire):
             TransientError: connection lost or timed out; ``outcome_unknown``
                 is True when it happened after the final "." .
         """
+        if (
+            type(data) is bytes
+            and dsn is None
+            and size is None
+            and eight_bit is None
+            and not (smtputf8 or requiretls or binary)
+            and mail_options == ()
+            and rcpt_options == ()
+        ):
+            # No options and small bytes (the usual call): the fast path,
+            # unless it finds something that needs the general one.
+            result = fastpath.sendmail(self, sender, recipients, data)
+            if result is not None:
+                return result
         envelope = Envelope.build(
             sender,
             recipients,

@@ -60,6 +60,18 @@ def _shown(prefix: int, data: bytes) -> str:
 _group_shown = functools.partial(_shown, 0)
 
 
+def mismatch(session: Session, reply: Reply, stage: Stage) -> ProtocolError:
+    """The error for a reply that cannot answer *stage*'s command (the
+    stream is out of step); the session is closed."""
+    session._abort()
+    return ProtocolError(
+        f"reply {reply.code} cannot answer the command of stage {stage}",
+        reply=reply,
+        stage=stage,
+        host=session.host,
+    )
+
+
 class Transaction(ContentSender):
     """One MAIL transaction for a batch of recipients."""
 
@@ -81,13 +93,7 @@ class Transaction(ContentSender):
         """A reply that cannot answer *stage*'s command means the stream is out of step."""
         code = reply.code  # 200-599: the parser accepts nothing else
         if (code < 400 and code != 354) if stage is Stage.DATA_INIT else (300 <= code < 400):
-            self.session._abort()
-            raise ProtocolError(
-                f"reply {reply.code} cannot answer the command of stage {stage}",
-                reply=reply,
-                stage=stage,
-                host=self.session.host,
-            )
+            raise mismatch(self.session, reply, stage)
         return reply
 
     def open(self, prefix: bytes = b"", after_write: Callable[[], None] | None = None) -> bool:
@@ -98,52 +104,70 @@ class Transaction(ContentSender):
         if pipelined and len(self.batch) + 2 <= PIPELINE_WINDOW:
             # The usual case: the whole envelope is one group, one write.
             return self._open_one_group(prefix, after_write, with_data)
+        session._state = SessionState.IN_TRANSACTION
+        if not pipelined:
+            if prefix or after_write is not None:
+                raise RuntimeError("cross-message pipelining needs PIPELINING")
+            return self.resume([])
+        # More commands than one window: a group per window.
         lines = [self.plan.mail_line] + [line for _, line in self.batch]
         stages = [Stage.MAIL] + [Stage.RCPT] * len(self.batch)
         if with_data:
             lines.append(commands.data())
             stages.append(Stage.DATA_INIT)
-        session._state = SessionState.IN_TRANSACTION
         replies: list[Reply] = []
-        if pipelined:
-            start = 0
-            while start < len(lines):
-                window = lines[start : start + PIPELINE_WINDOW]
-                head = prefix if start == 0 else b""
-                session._write(
-                    head + b"".join(window),
-                    stages[start],
-                    shown=functools.partial(_shown, len(head)) if head else _group_shown,
-                )
-                if start == 0 and after_write is not None:
-                    after_write()
-                read, check = session._read, self._check
-                for stage in stages[start : start + len(window)]:
-                    replies.append(check(read(stage), stage))
-                start += len(window)
-                if not 200 <= replies[0].code < 300:
-                    break
-            self._expect_silence(stages[len(replies) - 1])
+        start = 0
+        while start < len(lines):
+            window = lines[start : start + PIPELINE_WINDOW]
+            head = prefix if start == 0 else b""
+            session._write(
+                head + b"".join(window),
+                stages[start],
+                shown=functools.partial(_shown, len(head)) if head else _group_shown,
+            )
+            if start == 0 and after_write is not None:
+                after_write()
+            read, check = session._read, self._check
+            for stage in stages[start : start + len(window)]:
+                replies.append(check(read(stage), stage))
+            start += len(window)
+            if not 200 <= replies[0].code < 300:
+                break
+        self._expect_silence(stages[len(replies) - 1])
+        return self._judge(replies, with_data)
+
+    def resume(self, replies: list[Reply]) -> bool:
+        """Ask, one command at a time, what is left of MAIL, the RCPTs and
+        (DATA framing) DATA after *replies* (those already read, in order),
+        then judge them all; True if content may follow.
+
+        Without PIPELINING this is all of ``open``; the plain-message fast
+        path (``fastpath``) hands over here, with the replies it read, as
+        soon as one is not the usual one.
+        """
+        batch = self.batch
+        count = len(batch)
+        with_data = self.plan.framing is Framing.DATA
+        if not replies:
+            replies.append(self._ask(self.plan.mail_line, Stage.MAIL))
+        if replies[0].is_positive:
+            while len(replies) <= count:
+                if (
+                    len(replies) > 1
+                    and replies[-1].code == 452
+                    and self.plan.body.reusable
+                    and any(r.is_positive for r in replies[1:])
+                ):
+                    break  # "too many recipients": the rest go in the next transaction
+                replies.append(self._ask(batch[len(replies) - 1][1], Stage.RCPT))
+            if with_data and len(replies) <= count + 1 and any(r.is_positive for r in replies[1:]):
+                # The DATA reply is always the last; pad the unasked RCPTs.
+                replies += [Reply(0)] * (count + 1 - len(replies))
+                replies.append(self._ask(commands.data(), Stage.DATA_INIT))
+        if len(replies) == count + 2:
+            self._expect_silence(Stage.DATA_INIT)
         else:
-            if prefix or after_write is not None:
-                raise RuntimeError("cross-message pipelining needs PIPELINING")
-            replies.append(self._ask(lines[0], Stage.MAIL))
-            if replies[0].is_positive:
-                for line in lines[1 : 1 + len(self.batch)]:
-                    reply = self._ask(line, Stage.RCPT)
-                    replies.append(reply)
-                    if (
-                        reply.code == 452
-                        and self.plan.body.reusable
-                        and any(r.is_positive for r in replies[1:])
-                    ):
-                        break  # "too many recipients": the rest go in the next transaction
-                if with_data and any(r.is_positive for r in replies[1:]):
-                    # The DATA reply is always the last; pad the unasked RCPTs.
-                    asked = len(replies)
-                    replies += [Reply(0)] * (1 + len(self.batch) - asked)
-                    replies.append(self._ask(lines[-1], Stage.DATA_INIT))
-            self._expect_silence(stages[len(replies) - 1])
+            self._expect_silence(Stage.RCPT if len(replies) > 1 else Stage.MAIL)
         return self._judge(replies, with_data)
 
     def _open_one_group(
@@ -261,6 +285,11 @@ class Transaction(ContentSender):
         except SMTPClientError as exc:
             exc.outcome_unknown = True
             raise
+        self.take_finals(finals, chunk_failure)
+
+    def take_finals(self, finals: list[Reply], chunk_failure: Reply | None = None) -> None:
+        """Judge the replies to the end of the content (``read_finals`` read them)."""
+        session = self.session
         session._state = SessionState.READY
         session.messages_sent += 1
         if session.lmtp:
@@ -282,7 +311,15 @@ class Transaction(ContentSender):
             self.failure = session._error(Stage.DATA_DONE, self.data_reply)
 
 
-def transactions(session: Session, plan: Plan, outcome: MessageOutcome) -> None:
+def transactions(
+    session: Session, plan: Plan, outcome: MessageOutcome, read: list[Reply] | None = None
+) -> None:
+    """Send *plan* in as many transactions as its recipients need, adding
+    each to *outcome*.  *read*: the first transaction's envelope is on the
+    wire already and these are the replies read so far (``Transaction.resume``).
+
+    Raises: the errors of the wire, with ``result`` set to what is known.
+    """
     lines = plan.rcpt_lines
     limit = session.max_recipients if plan.body.reusable else max(len(lines), 1)
     if len(lines) <= limit:
@@ -292,7 +329,9 @@ def transactions(session: Session, plan: Plan, outcome: MessageOutcome) -> None:
     while batches:
         tx = Transaction(session, plan, batches.popleft())
         try:
-            if tx.open() and tx.send_content() is not None:
+            opened = tx.open() if read is None else tx.resume(read)
+            read = None
+            if opened and tx.send_content() is not None:
                 tx.read_finals()
         except SMTPClientError as exc:
             # Refusals already read in this transaction are known outcomes;

@@ -79,8 +79,9 @@ class Wire:
         except SMTPClientError as exc:
             raise self._broken(exc, stage) from exc.__cause__
 
-    def _read(self, stage: Stage) -> Reply:
-        """Read one complete reply within the stage's deadline.
+    def _read(self, stage: Stage, deadline: Deadline | None = None) -> Reply:
+        """Read one complete reply within the stage's deadline (*deadline*:
+        the one this reply is already being waited for under).
 
         Raises:
             ServiceClosing: the reply was 421 (the session is closed).
@@ -90,7 +91,8 @@ class Wire:
         try:
             reply = self._parser.next_reply()
             if reply is None:
-                deadline = self._deadline(stage)
+                if deadline is None:
+                    deadline = self._deadline(stage)
                 while reply is None:
                     self._parser.feed(self._transport.recv(deadline))
                     reply = self._parser.next_reply()

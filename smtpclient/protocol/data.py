@@ -26,6 +26,7 @@ __all__ = [
     "Framing",
     "canonical_and_longest",
     "canonicalise",
+    "encode_complete",
     "longest_line",
 ]
 
@@ -113,15 +114,7 @@ class DataEncoder:
         if self._finished or self._pending_cr or not self._at_line_start:
             raise RuntimeError("encode_complete() must be the only call on a DataEncoder")
         self._finished = True
-        if self.framing is Framing.BINARY:
-            return canonical
-        tail = b"" if not canonical or canonical.endswith(b"\r\n") else b"\r\n"
-        if self.framing is Framing.BDAT:
-            return canonical + tail if tail else canonical
-        out = _DOT_AFTER_CRLF.sub(b"\r\n..", canonical)
-        if out[:1] == b".":
-            out = b"." + out
-        return out + tail + b".\r\n"
+        return encode_complete(canonical, self.framing)
 
     def finish(self) -> bytes:
         """Return the tail: a pending line end, a final CRLF if missing, and the
@@ -140,6 +133,20 @@ class DataEncoder:
         if self.framing is Framing.DATA:
             tail += b".\r\n"
         return tail
+
+
+def encode_complete(canonical: bytes, framing: Framing) -> bytes:
+    """A whole message already in canonical CRLF form, encoded for *framing*
+    in one step (``DataEncoder.encode_complete`` without the encoder)."""
+    if framing is Framing.BINARY:
+        return canonical
+    tail = b"" if not canonical or canonical.endswith(b"\r\n") else b"\r\n"
+    if framing is Framing.BDAT:
+        return canonical + tail if tail else canonical
+    out = _DOT_AFTER_CRLF.sub(b"\r\n..", canonical)
+    if out[:1] == b".":
+        out = b"." + out
+    return out + tail + b".\r\n"
 
 
 def canonicalise(data: bytes) -> bytes:
