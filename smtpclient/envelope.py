@@ -116,7 +116,7 @@ class Envelope:
             raise TypeError(f"sender must be str, not {type(sender).__name__}")
         if isinstance(recipients, (str, Recipient)):
             recipients = [recipients]
-        rcpt_params = parse_options(rcpt_options)
+        rcpt_params = parse_options(rcpt_options) if rcpt_options != () else {}
         items: list[Recipient] = []
         for item in recipients:
             if type(item) is str and not rcpt_params:
@@ -129,7 +129,7 @@ class Envelope:
                 raise TypeError(f"recipients must be str or Recipient, not {type(item).__name__}")
         if not items:
             raise ValueError("no recipients given")
-        params = parse_options(mail_options)
+        params = parse_options(mail_options) if mail_options != () else {}
         if params and "SMTPUTF8" in {key.upper() for key in params}:
             smtputf8 = True
             params = {k: v for k, v in params.items() if k.upper() != "SMTPUTF8"}

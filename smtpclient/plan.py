@@ -55,16 +55,25 @@ def _needs_utf8(envelope: Envelope) -> bool:
 
     if envelope.smtputf8:
         return True
-    if envelope.sender.isascii() and all(r.address.isascii() for r in envelope.recipients):
-        return False  # the usual case, decided without splitting addresses
+    if envelope.sender.isascii():
+        # The usual case, decided without splitting addresses (a loop, not
+        # all(): a generator costs a call per item).
+        for recipient in envelope.recipients:
+            if not recipient.address.isascii():
+                break
+        else:
+            return False
     addresses = [envelope.sender] + [r.address for r in envelope.recipients]
     return any(not local_part(a).isascii() for a in addresses)
 
 
 def _has_dsn(envelope: Envelope) -> bool:
-    return not envelope.dsn.empty or any(
-        r.notify is not None or r.orcpt is not None for r in envelope.recipients
-    )
+    if not envelope.dsn.empty:
+        return True
+    for recipient in envelope.recipients:
+        if recipient.notify is not None or recipient.orcpt is not None:
+            return True
+    return False
 
 
 def _merge(ours: dict[str, str | None], theirs: dict[str, str | None]) -> dict[str, str | None]:

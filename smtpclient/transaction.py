@@ -176,7 +176,9 @@ class Transaction(ContentSender):
         """``open`` when MAIL, every RCPT and DATA fit in one pipelined group."""
         session = self.session
         batch = self.batch
-        group = [prefix, self.plan.mail_line, *[line for _, line in batch]]
+        group = [prefix, self.plan.mail_line]
+        for _, line in batch:
+            group.append(line)
         if with_data:
             group.append(b"DATA\r\n")
         session._state = SessionState.IN_TRANSACTION
@@ -213,14 +215,18 @@ class Transaction(ContentSender):
         if (
             count
             and len(replies) == count + 1 + with_data
-            and all(200 <= r.code < 300 for r in replies[: count + 1])
             and (not with_data or replies[-1].code == 354)
         ):
-            # Everything accepted (the usual case).
-            self.accepted = {
-                address: reply for (address, _), reply in zip(self.batch, replies[1:], strict=False)
-            }
-            return True
+            # Loops, not all() or a comprehension: each of those is a call.
+            for reply in replies[: count + 1]:
+                if not 200 <= reply.code < 300:
+                    break
+            else:
+                # Everything accepted (the usual case).
+                accepted = self.accepted
+                for (address, _), reply in zip(self.batch, replies[1:], strict=False):
+                    accepted[address] = reply
+                return True
         data_reply = replies[-1] if with_data and len(replies) == count + 2 else None
         mail = replies[0]
         if not 200 <= mail.code < 300:
@@ -279,7 +285,9 @@ class Transaction(ContentSender):
                 if not reply.is_positive and chunk_failure is None:
                     chunk_failure = reply
             count = len(self.accepted) if session.lmtp else 1
-            finals = [session._read(Stage.DATA_DONE) for _ in range(count)]
+            finals: list[Reply] = []
+            while len(finals) < count:
+                finals.append(session._read(Stage.DATA_DONE))
         except ServiceClosing:
             raise  # a 421 is an answer: the message was not taken
         except SMTPClientError as exc:
