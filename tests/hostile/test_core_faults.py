@@ -396,3 +396,29 @@ def test_refusals_read_before_a_lost_connection_are_still_reported() -> None:
     assert result is not None
     assert result.refused["gone@x.example"].code == 550
     assert result.unknown == ("ok@x.example",)
+
+
+def test_a_stray_reply_before_a_further_transaction_is_never_paired_with_it() -> None:
+    def handler(conn: Conn) -> None:
+        greet_and_ehlo(conn, ())
+        conn.expect(b"MAIL")
+        conn.reply("250 ok")
+        conn.expect(b"RCPT")
+        conn.reply("250 ok")
+        conn.expect(b"RCPT")
+        conn.reply("452 4.5.3 too many recipients")
+        conn.expect(b"DATA")
+        conn.reply("354 go")
+        conn.read_data()
+        # The final reply and a stray one in the same segment: the stray one
+        # must not be taken for the reply to the next transaction's MAIL.
+        conn.send(b"250 queued\r\n250 stray\r\n")
+        conn.stall(5)
+
+    with ScriptedServer(handler) as server:
+        with connect(server) as session, pytest.raises(ProtocolError) as info:
+            session.sendmail("a@x.example", ["1@x.example", "2@x.example"], b"x")
+        received = bytes(server.conns[0].received)
+    assert received.count(b"MAIL FROM") == 1  # the second transaction never started
+    result = info.value.result
+    assert result is not None and "1@x.example" in result.accepted
