@@ -27,9 +27,10 @@ from smtpclient.protocol import commands
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.protocol.state import SessionState, Stage, check_allowed
+from smtpclient.sockets import is_ip_literal
 from smtpclient.timeouts import Deadline, Timeouts
 from smtpclient.tls import TLSMode, default_mode, unverified_context, verifying_context
-from smtpclient.transport import Transport, _literal
+from smtpclient.transport import Transport
 
 if TYPE_CHECKING:
     from smtpclient.session import Session
@@ -77,7 +78,7 @@ def connect(
         # The certificate is checked against this name (and it is sent as
         # SNI); an IP literal is checked against the certificate's IP
         # entries (ssl sends no SNI for an address).
-        server_hostname = host.strip("[]") if _literal(host) is not None else host
+        server_hostname = host.strip("[]") if is_ip_literal(host) is not None else host
     options: dict[str, Any] = {
         "host": host,
         "port": port,

@@ -7,7 +7,6 @@ is translated into the library's errors in one place (``_translate``).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
 import select
@@ -15,7 +14,6 @@ import socket
 import ssl
 import struct
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from typing import NoReturn
@@ -29,6 +27,14 @@ from smtpclient.errors import (
     TLSError,
 )
 from smtpclient.protocol.state import Stage
+from smtpclient.sockets import (
+    Address,
+    format_sockaddr,
+    local_ip,
+    open_socket,
+    peer_name,
+    resolve,
+)
 from smtpclient.timeouts import Deadline
 from smtpclient.tls import TLSInfo, tls_info
 
@@ -45,8 +51,6 @@ RECV_SIZE = 65536
 _KERNEL_TIMEOUTS = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
 _TIMEOUT_SLACK = 0.001
 _TIMEVAL = struct.Struct("@ll")
-# (family, sockaddr) as getaddrinfo gives them.
-Address = tuple[socket.AddressFamily, tuple[str, int] | tuple[str, int, int, int] | str]
 
 
 def _translate(exc: BaseException, stage: Stage, host: str) -> SMTPClientError:
@@ -64,55 +68,6 @@ def _translate(exc: BaseException, stage: Stage, host: str) -> SMTPClientError:
     if stage in (Stage.CONNECT, Stage.DNS):
         return ConnectError(f"could not connect: {exc}", stage=stage, host=host)
     return ServerDisconnected(f"connection lost: {exc}", stage=stage, host=host)
-
-
-def _literal(host: str) -> socket.AddressFamily | None:
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
-
-
-def resolve(host: str, port: int, deadline: Deadline) -> list[Address]:
-    """Resolve *host* to socket addresses within *deadline*.
-
-    ``getaddrinfo`` has no timeout of its own, so a name lookup runs in a
-    short-lived daemon thread that is waited for no longer than the deadline.
-
-    Raises:
-        ConnectError: the name does not resolve.
-        SMTPTimeoutError: resolution took longer than the deadline.
-    """
-    family = _literal(host)
-    if family is not None:
-        bare = host.strip("[]")
-        if family == socket.AF_INET6:
-            return [(family, (bare, port, 0, 0))]
-        return [(family, (bare, port))]
-    outcome: list[object] = []
-
-    def lookup() -> None:
-        try:
-            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except OSError as exc:
-            outcome.append(exc)
-
-    worker = threading.Thread(target=lookup, name="smtpclient-getaddrinfo", daemon=True)
-    worker.start()
-    worker.join(deadline.remaining())
-    if not outcome:
-        raise SMTPTimeoutError(f"resolving {host!r} timed out", stage=Stage.DNS, host=host)
-    result = outcome[0]
-    if isinstance(result, OSError):
-        raise ConnectError(f"cannot resolve {host!r}: {result}", stage=Stage.DNS, host=host)
-    assert isinstance(result, list)
-    seen: list[Address] = []
-    for family_, _type, _proto, _name, sockaddr in result:
-        item = (family_, sockaddr)
-        if item not in seen:
-            seen.append(item)
-    return seen
 
 
 def _set_timeout(sock: socket.socket, option: int, seconds: float) -> float:
@@ -157,8 +112,8 @@ class Transport:
         self.sock: socket.socket | None = sock
         self.host = host
         self.tls: TLSInfo | None = None
-        self.peer: str = _peer_name(sock)
-        self.local_address: str | None = _local_ip(sock)
+        self.peer: str = peer_name(sock)
+        self.local_address: str | None = local_ip(sock)
         self._ssl = False
         self._blocking = False  # kernel timeouts (plain sockets on Linux)
         self._rcvtimeo = self._sndtimeo = math.inf  # what the options are set to
@@ -222,8 +177,8 @@ class Transport:
                 sock = open_socket(family, sockaddr, attempt, source_address)
             except OSError as exc:
                 timeouts += isinstance(exc, TimeoutError)
-                errors.append(f"{_format_sockaddr(sockaddr)}: {exc or type(exc).__name__}")
-                log.debug("connect to %s failed: %s", _format_sockaddr(sockaddr), exc)
+                errors.append(f"{format_sockaddr(sockaddr)}: {exc or type(exc).__name__}")
+                log.debug("connect to %s failed: %s", format_sockaddr(sockaddr), exc)
                 if deadline.expired:
                     break
                 continue
@@ -458,46 +413,3 @@ class Transport:
     def closed(self) -> bool:
         """True after close()."""
         return self.sock is None
-
-
-def open_socket(
-    family: socket.AddressFamily,
-    sockaddr: object,
-    deadline: Deadline,
-    source_address: tuple[str, int] | None = None,
-) -> socket.socket:
-    """Open and connect one TCP socket within *deadline*; closes it on failure."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(deadline.remaining())
-        if source_address is not None:
-            sock.bind(source_address)
-        sock.connect(sockaddr)  # type: ignore[arg-type]
-        # Commands are written in complete groups: never wait for Nagle.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _format_sockaddr(sockaddr: object) -> str:
-    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
-        host, port = sockaddr[0], sockaddr[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(sockaddr)
-
-
-def _local_ip(sock: socket.socket) -> str | None:
-    try:
-        name = sock.getsockname()
-    except OSError:
-        return None
-    return str(name[0]) if isinstance(name, tuple) else None
-
-
-def _peer_name(sock: socket.socket) -> str:
-    try:
-        return _format_sockaddr(sock.getpeername())
-    except OSError:
-        return "?"

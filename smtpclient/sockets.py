@@ -1,0 +1,121 @@
+"""Finding and opening a server's sockets: bounded name resolution and one
+TCP connect within a deadline.
+
+``getaddrinfo`` has no timeout of its own, so a name lookup runs in a
+short-lived daemon thread that is waited for no longer than the deadline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+
+from smtpclient.errors import ConnectError, SMTPTimeoutError
+from smtpclient.protocol.state import Stage
+from smtpclient.timeouts import Deadline
+
+__all__ = [
+    "Address",
+    "format_sockaddr",
+    "is_ip_literal",
+    "local_ip",
+    "open_socket",
+    "peer_name",
+    "resolve",
+]
+
+# (family, sockaddr) as getaddrinfo gives them.
+Address = tuple[socket.AddressFamily, tuple[str, int] | tuple[str, int, int, int] | str]
+
+
+def is_ip_literal(host: str) -> socket.AddressFamily | None:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+def resolve(host: str, port: int, deadline: Deadline) -> list[Address]:
+    """Resolve *host* to socket addresses within *deadline*.
+
+    ``getaddrinfo`` has no timeout of its own, so a name lookup runs in a
+    short-lived daemon thread that is waited for no longer than the deadline.
+
+    Raises:
+        ConnectError: the name does not resolve.
+        SMTPTimeoutError: resolution took longer than the deadline.
+    """
+    family = is_ip_literal(host)
+    if family is not None:
+        bare = host.strip("[]")
+        if family == socket.AF_INET6:
+            return [(family, (bare, port, 0, 0))]
+        return [(family, (bare, port))]
+    outcome: list[object] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=lookup, name="smtpclient-getaddrinfo", daemon=True)
+    worker.start()
+    worker.join(deadline.remaining())
+    if not outcome:
+        raise SMTPTimeoutError(f"resolving {host!r} timed out", stage=Stage.DNS, host=host)
+    result = outcome[0]
+    if isinstance(result, OSError):
+        raise ConnectError(f"cannot resolve {host!r}: {result}", stage=Stage.DNS, host=host)
+    assert isinstance(result, list)
+    seen: list[Address] = []
+    for family_, _type, _proto, _name, sockaddr in result:
+        item = (family_, sockaddr)
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def open_socket(
+    family: socket.AddressFamily,
+    sockaddr: object,
+    deadline: Deadline,
+    source_address: tuple[str, int] | None = None,
+) -> socket.socket:
+    """Open and connect one TCP socket within *deadline*; closes it on failure."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(deadline.remaining())
+        if source_address is not None:
+            sock.bind(source_address)
+        sock.connect(sockaddr)  # type: ignore[arg-type]
+        # Commands are written in complete groups: never wait for Nagle.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def format_sockaddr(sockaddr: object) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        host, port = sockaddr[0], sockaddr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(sockaddr)
+
+
+def local_ip(sock: socket.socket) -> str | None:
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return None
+    return str(name[0]) if isinstance(name, tuple) else None
+
+
+def peer_name(sock: socket.socket) -> str:
+    try:
+        return format_sockaddr(sock.getpeername())
+    except OSError:
+        return "?"
