@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from smtpclient.credentials import Credentials, CredentialsProvider, OAuth2, Password
 from smtpclient.errors import PermanentAuthError, ProtocolError, SMTPClientError
-from smtpclient.mechanisms import MECHANISMS, Mechanism, TokenMechanism, choose
+from smtpclient.mechanisms import MECHANISMS, Mechanism, TokenMechanism, choose, create
 from smtpclient.protocol import commands
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Stage
@@ -107,9 +107,10 @@ def run(session: Session, credentials: Credentials, requested: str | None) -> Re
     """
     if not isinstance(credentials, Credentials):
         raise TypeError(f"credentials must be Password or OAuth2, not {type(credentials).__name__}")
-    name = choose(credentials, session.extensions.auth_mechanisms, requested)
+    verified = session.tls is not None and session.tls.verified
+    name = choose(credentials, session.extensions.auth_mechanisms, requested, verified_tls=verified)
     factory = MECHANISMS[name]
-    mechanism = factory(credentials)  # type: ignore[call-arg]
+    mechanism = create(name, credentials, server=f"{session.host}:{session.port}")
     reply = _exchange(session, mechanism)
     if reply.code == 535 and isinstance(credentials, OAuth2) and callable(credentials.token):
         # The token may have expired: ask for a current one and try once

@@ -29,7 +29,7 @@ from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.protocol.state import SessionState, Stage, check_allowed
 from smtpclient.sockets import is_ip_literal
 from smtpclient.timeouts import Deadline, Timeouts
-from smtpclient.tls import TLSMode, default_mode, unverified_context, verifying_context
+from smtpclient.tls import TLSMode, default_mode, shared_verifying_context, unverified_context
 from smtpclient.transport import Transport
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def connect(
         session._plaintext_reason = plaintext_reason
         try:
             if mode is TLSMode.IMPLICIT:
-                start_tls_now(session, context or verifying_context())
+                start_tls_now(session, context or shared_verifying_context())
             handshake(session)
             if mode in (TLSMode.STARTTLS, TLSMode.OPPORTUNISTIC) and attempt != "plain":
                 if attempt == "unverified":
@@ -184,7 +184,7 @@ def handshake(session: Session) -> None:
 
 def upgrade(session: Session, mode: TLSMode, context: ssl.SSLContext | None) -> None:
     if session.extensions.starttls:
-        starttls(session, context or verifying_context())
+        starttls(session, context or shared_verifying_context())
         return
     if mode is TLSMode.STARTTLS:
         raise TLSRequiredError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import os
 import ssl
+import threading
 from dataclasses import dataclass, field
 
 import certifi
@@ -21,6 +22,7 @@ __all__ = [
     "TLSInfo",
     "TLSMode",
     "default_mode",
+    "shared_verifying_context",
     "tls_info",
     "unverified_context",
     "verifying_context",
@@ -83,6 +85,32 @@ def verifying_context(
     return context
 
 
+_shared_lock = threading.Lock()
+_shared: ssl.SSLContext | None = None
+
+
+def shared_verifying_context() -> ssl.SSLContext:
+    """The process's one ``verifying_context()``, used when the caller gives
+    no ``ssl_context``: loading certifi's bundle costs about 20 ms, and TLS
+    sessions resume only with the context that made them (see tlsresume).
+
+    Internal: it is shared by every such connection, so it is never handed
+    to callers (who may change a context); ``verifying_context()`` still
+    returns a new one each call.
+
+    Raises:
+        OSError, ssl.SSLError: certifi's bundle cannot be loaded.
+    """
+    global _shared  # noqa: PLW0603 (one lazily built value per process)
+    context = _shared
+    if context is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = verifying_context()
+            context = _shared
+    return context
+
+
 def unverified_context(base: ssl.SSLContext | None = None) -> ssl.SSLContext:
     """A context that encrypts without verifying: the second try of
     OPPORTUNISTIC mode after a certificate failed verification.
@@ -121,6 +149,10 @@ class TLSInfo:
         verify_error: why verification failed, when an OPPORTUNISTIC session
             fell back to an unverified handshake (e.g. "certificate has expired").
         peer_certificate: the certificate's DER bytes, for tools that decode it.
+        resumed: True when the handshake resumed an earlier TLS session of
+            this process (same server name, host, port and context; see
+            ``smtpclient.tlsresume``); the certificate fields then describe
+            the certificate verified by that earlier handshake.
     """
 
     version: str
@@ -133,6 +165,7 @@ class TLSInfo:
     peer_certificate: bytes | None = field(default=None, repr=False)
     not_before: str | None = None
     verify_error: str | None = None
+    resumed: bool = False
 
     def __str__(self) -> str:
         state = "verified" if self.verified else "NOT verified"
@@ -164,4 +197,5 @@ def tls_info(
         peer_certificate=der,
         not_before=summary.not_before if summary else None,
         verify_error=verify_error,
+        resumed=bool(sock.session_reused),
     )
