@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
+import os
 from typing import ClassVar
 
 from smtpclient.credentials import Credentials, OAuth2, Password
@@ -139,7 +139,7 @@ class _Scram(_PasswordMechanism):
         self._keys: ScramKeys | None = None  # derived this time, cached on success
         user = saslprep(self.username).replace("=", "=3D").replace(",", "=2C")
         self._prepared_password = saslprep(self.password, secret=True).encode("utf-8")
-        self._nonce = nonce or secrets.token_urlsafe(24)
+        self._nonce = nonce or base64.urlsafe_b64encode(os.urandom(24)).decode()  # 192 bits
         self._first_bare = f"n={user},r={self._nonce}"
         self._server_signature: bytes | None = None
         self._verified = False

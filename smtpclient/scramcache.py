@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ class ScramKeyCache:
         """Start empty, with a new lock and a new digest key (in a forked
         child the lock may have been held by a thread that is gone)."""
         self._lock = threading.Lock()
-        self._digest_key = secrets.token_bytes(32)
+        self._digest_key = os.urandom(32)
         self._entries: OrderedDict[_Key, ScramKeys] = OrderedDict()
 
     def _key(

@@ -14,8 +14,6 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 
-import certifi
-
 from smtpclient.certinfo import summarize
 
 __all__ = [
@@ -77,6 +75,8 @@ def verifying_context(
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
     if cafile is None and capath is None and cadata is None:
+        import certifi  # noqa: PLC0415 (only when a context is built: start-up stays light)
+
         context.load_verify_locations(cafile=certifi.where())
     else:
         context.load_verify_locations(cafile=cafile, capath=capath, cadata=cadata)
