@@ -14,7 +14,11 @@ public-key work.  What keeps this safe:
   different name or context always gets a full handshake.
 * A session is *taken* when offered (RFC 8446 Appendix C.4: a client
   should not reuse a ticket), and the connection's own new session is
-  kept once the server's ticket has arrived.  Expired sessions are dropped.
+  kept once the server's ticket has arrived.  Expired sessions are dropped,
+  and so is any session whose chain of resumptions goes back to a full
+  handshake (the last time the certificate was actually verified) more
+  than ``MAX_AGE`` seconds ago: a busy client still checks the
+  certificate -- expiry, a new one -- at least that often.
 * The cache is bounded, guarded by a lock, lives in memory only, and is
   emptied in a forked child.
 
@@ -31,10 +35,12 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
+from typing import NamedTuple
 
-__all__ = ["MAX_SESSIONS", "SessionCache", "sessions"]
+__all__ = ["MAX_AGE", "MAX_SESSIONS", "Offer", "SessionCache", "sessions"]
 
 MAX_SESSIONS = 64  # servers; each entry also keeps its SSLContext alive
+MAX_AGE = 3600.0  # seconds since the full handshake (Postfix's client default)
 
 # (id of the context, verify mode, host names checked, server name, host, port)
 _Key = tuple[int, int, bool, str | None, str, int]
@@ -61,6 +67,14 @@ def resumable(session: ssl.SSLSession | None, version: str | None) -> bool:
     return session.has_ticket or bool(session.id)
 
 
+class Offer(NamedTuple):
+    """A session to offer, and when its certificate was last verified
+    (``time.time()`` of the full handshake its resumptions go back to)."""
+
+    session: ssl.SSLSession
+    verified_at: float
+
+
 class SessionCache:
     """Sessions by (context, server name, host, port), at most *limit* of them
     (least recently stored dropped first).  Thread-safe."""
@@ -70,22 +84,27 @@ class SessionCache:
         self._lock = threading.Lock()
         # The entry keeps its context: the id in the key cannot be reused
         # by another context while the entry exists.
-        self._entries: OrderedDict[_Key, tuple[ssl.SSLContext, ssl.SSLSession]] = OrderedDict()
+        self._entries: OrderedDict[_Key, tuple[ssl.SSLContext, Offer]] = OrderedDict()
 
     def take(
         self, context: ssl.SSLContext, server_hostname: str | None, host: str, port: int
-    ) -> ssl.SSLSession | None:
+    ) -> Offer | None:
         """Remove and return the session kept for this server and context
-        (None: none, or it expired)."""
+        (None: none, or it expired, or its certificate was verified more
+        than ``MAX_AGE`` seconds ago)."""
         key = _key(context, server_hostname, host, port)
         with self._lock:
             entry = self._entries.pop(key, None)
         if entry is None or entry[0] is not context:
             return None
-        session = entry[1]
-        if session.timeout and session.time + session.timeout <= time.time():
+        offer = entry[1]
+        now = time.time()
+        session = offer.session
+        if session.timeout and session.time + session.timeout <= now:
             return None
-        return session
+        if not now - MAX_AGE < offer.verified_at <= now:
+            return None
+        return offer
 
     def keep(
         self,
@@ -93,13 +112,13 @@ class SessionCache:
         server_hostname: str | None,
         host: str,
         port: int,
-        session: ssl.SSLSession,
+        offer: Offer,
     ) -> None:
-        """Remember *session* for the next connection to this server."""
+        """Remember *offer* for the next connection to this server."""
         key = _key(context, server_hostname, host, port)
         with self._lock:
             self._entries.pop(key, None)
-            self._entries[key] = (context, session)
+            self._entries[key] = (context, offer)
             while len(self._entries) > self.limit:
                 self._entries.popitem(last=False)
 

@@ -39,7 +39,7 @@ from smtpclient.sockets import (
 )
 from smtpclient.timeouts import Deadline
 from smtpclient.tls import TLSInfo, tls_info
-from smtpclient.tlsresume import resumable, sessions
+from smtpclient.tlsresume import Offer, resumable, sessions
 
 __all__ = ["Address", "Transport", "resolve"]
 
@@ -124,7 +124,8 @@ class Transport:
         self._writable: select.poll | None = None
         # After a TLS handshake: where to keep its session once the server's
         # ticket has arrived, and whether the next write needs a quick ACK.
-        self._session_for: tuple[ssl.SSLContext, str | None, int] | None = None
+        # (context, server name, port, when the certificate was verified)
+        self._session_for: tuple[ssl.SSLContext, str | None, int, float] | None = None
         self._session_on_read = False  # look for it after the next read
         self._ack_after_write = False
         self._arm(sock)
@@ -401,14 +402,14 @@ class Transport:
         port = peer_port(sock)
         # Only a session made with this very context for this name, host
         # and port is offered (tlsresume); the server may still refuse it.
-        offered = sessions.take(context, server_hostname, self.host, port)
+        offer = sessions.take(context, server_hostname, self.host, port)
         try:
             sock.settimeout(deadline.remaining())
             wrapped = context.wrap_socket(
                 sock,
                 server_hostname=server_hostname,
                 do_handshake_on_connect=False,
-                session=offered,
+                session=offer.session if offer is not None else None,
             )
             # wrap_socket detached the plain socket: the wrapper owns the fd now.
             self.sock = wrapped
@@ -420,7 +421,9 @@ class Transport:
         # and again after our next write (see ack_at_once).
         ack_at_once(wrapped)
         self._ack_after_write = True
-        self._session_for = (context, server_hostname, port)
+        resumed = offer is not None and wrapped.session_reused
+        verified_at = offer.verified_at if resumed and offer is not None else time.time()
+        self._session_for = (context, server_hostname, port, verified_at)
         self._session_on_read = True
         verified = context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
         self.tls = tls_info(wrapped, verified=verified, server_hostname=server_hostname)
@@ -437,8 +440,8 @@ class Transport:
         if resumable(session, sock.version()):
             assert session is not None
             self._session_for = None
-            context, server_hostname, port = target
-            sessions.keep(context, server_hostname, self.host, port, session)
+            context, server_hostname, port, verified_at = target
+            sessions.keep(context, server_hostname, self.host, port, Offer(session, verified_at))
 
     def _fail(self, exc: BaseException, stage: Stage) -> NoReturn:
         self.close()

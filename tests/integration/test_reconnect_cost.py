@@ -25,6 +25,7 @@ from servers.smtpd import AiosmtpdServer
 from servers.tlsfaults import Leaf, TestCA
 
 import smtpclient
+import smtpclient.tlsresume
 from smtpclient import Session, TLSMode
 from smtpclient.errors import AuthenticationFailed
 from smtpclient.scramcache import scram_keys
@@ -120,6 +121,18 @@ def test_a_context_that_does_not_trust_the_server_never_resumes_its_session(
         starttls_send(starttls_server, stranger)
     resumed = starttls_send(starttls_server, context)
     assert resumed.tls is not None and resumed.tls.resumed
+
+
+def test_a_certificate_verified_too_long_ago_gets_a_full_handshake(
+    starttls_server: AiosmtpdServer, ca: TestCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = ca.client_context()
+    starttls_send(starttls_server, context)
+    # Every resumption goes back to the full handshake that verified the
+    # certificate; past MAX_AGE the certificate is checked again.
+    monkeypatch.setattr(smtpclient.tlsresume, "MAX_AGE", 0.0)
+    again = starttls_send(starttls_server, context)
+    assert again.tls is not None and not again.tls.resumed and again.tls.verified
 
 
 def test_implicit_tls_resumes_too(leaf: Leaf, ca: TestCA) -> None:
