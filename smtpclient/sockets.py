@@ -36,8 +36,22 @@ Address = tuple[socket.AddressFamily, tuple[str, int] | tuple[str, int, int, int
 
 
 def is_ip_literal(host: str) -> socket.AddressFamily | None:
+    """AF_INET or AF_INET6 when *host* is an IP address ("[...]" allowed
+    around one), else None."""
+    bare = host.strip("[]")
+    # inet_pton is strict (no "1.2.3", no leading zeros) and costs a
+    # fraction of ipaddress's parsing; a scoped address ("%zone") falls
+    # through to ipaddress.
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, bare)
+        except (OSError, ValueError):
+            continue
+        return family
+    if "%" not in bare:
+        return None
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        address = ipaddress.ip_address(bare)
     except ValueError:
         return None
     return socket.AF_INET6 if address.version == 6 else socket.AF_INET

@@ -9,12 +9,13 @@ when the socket was opened to a pre-resolved IP address.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import ssl
 import threading
 from dataclasses import dataclass, field
 
-from smtpclient.certinfo import summarize
+from smtpclient.certinfo import CertificateSummary, summarize
 
 __all__ = [
     "TLSInfo",
@@ -174,6 +175,13 @@ class TLSInfo:
         return f"{self.version} {self.cipher}, certificate {state}"
 
 
+@functools.lru_cache(maxsize=32)
+def _summary(der: bytes) -> CertificateSummary | None:
+    """``summarize``, remembered: a client reconnecting to the same servers
+    sees the same few certificates (the summary is a frozen value)."""
+    return summarize(der)
+
+
 def tls_info(
     sock: ssl.SSLSocket,
     *,
@@ -185,7 +193,7 @@ def tls_info(
     whether or not it was verified)."""
     cipher = sock.cipher()
     der = sock.getpeercert(binary_form=True)
-    summary = summarize(der)
+    summary = _summary(der) if der else None
     return TLSInfo(
         version=sock.version() or "",
         cipher=cipher[0] if cipher else "",
