@@ -5,6 +5,8 @@ the session of the previous one (a TLS 1.3 ticket or a TLS 1.2 session),
 and the server may skip the certificate exchange and the key agreement's
 public-key work.  What keeps this safe:
 
+* Only sessions of verified handshakes (``CERT_REQUIRED`` and host name
+  checked) are kept.
 * A session is offered only to the **same server name** (the name the
   certificate was verified against), the same host and port, and a socket
   built from the **same** ``SSLContext`` object with the same verification

@@ -421,11 +421,14 @@ class Transport:
         # and again after our next write (see ack_at_once).
         ack_at_once(wrapped)
         self._ack_after_write = True
-        resumed = offer is not None and wrapped.session_reused
-        verified_at = offer.verified_at if resumed and offer is not None else time.time()
-        self._session_for = (context, server_hostname, port, verified_at)
-        self._session_on_read = True
         verified = context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        if verified:
+            # Only sessions whose certificate was verified for this name are
+            # kept (an unverified one would save nothing worth the entry).
+            resumed = offer is not None and wrapped.session_reused
+            verified_at = offer.verified_at if resumed and offer is not None else time.time()
+            self._session_for = (context, server_hostname, port, verified_at)
+            self._session_on_read = True
         self.tls = tls_info(wrapped, verified=verified, server_hostname=server_hostname)
         return self.tls
 

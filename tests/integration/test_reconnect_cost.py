@@ -111,6 +111,18 @@ def test_another_context_gets_a_full_handshake(starttls_server: AiosmtpdServer, 
     assert other.tls is not None and not other.tls.resumed
 
 
+def test_sessions_of_unverified_handshakes_are_not_kept(
+    starttls_server: AiosmtpdServer,
+) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    for _ in range(2):
+        result = starttls_send(starttls_server, context)
+        assert result.tls is not None and not result.tls.verified and not result.tls.resumed
+    assert len(sessions) == 0
+
+
 def test_a_context_that_does_not_trust_the_server_never_resumes_its_session(
     starttls_server: AiosmtpdServer, ca: TestCA
 ) -> None:
