@@ -93,6 +93,21 @@ def test_the_second_connection_resumes_and_is_still_verified(
     assert len(starttls_server.messages) == 3
 
 
+@pytest.mark.parametrize("tickets", [True, False], ids=["ticket", "session-id"])
+def test_tls_1_2_sessions_resume_too(leaf: Leaf, ca: TestCA, tickets: bool) -> None:
+    server_context = leaf.server_context()
+    server_context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if not tickets:
+        server_context.options |= ssl.OP_NO_TICKET  # the server's session cache
+    context = ca.client_context()
+    with AiosmtpdServer(tls_context=server_context) as server:
+        first = starttls_send(server, context)
+        second = starttls_send(server, context)
+    assert first.tls is not None and second.tls is not None
+    assert first.tls.version == second.tls.version == "TLSv1.2"
+    assert not first.tls.resumed and second.tls.resumed and second.tls.verified
+
+
 def test_another_server_name_gets_a_full_handshake(
     starttls_server: AiosmtpdServer, ca: TestCA
 ) -> None:
