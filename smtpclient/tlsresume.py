@@ -39,9 +39,13 @@ import time
 from collections import OrderedDict
 from typing import NamedTuple
 
-__all__ = ["MAX_AGE", "MAX_SESSIONS", "Offer", "SessionCache", "sessions"]
+__all__ = ["MAX_AGE", "MAX_CONTEXTS", "MAX_SESSIONS", "Offer", "SessionCache", "sessions"]
 
-MAX_SESSIONS = 64  # servers; each entry also keeps its SSLContext alive
+MAX_SESSIONS = 64  # servers
+# Each entry keeps its SSLContext alive (a session refers to it), and a
+# context holding certifi's bundle is about 0.8 MB: a caller who builds a
+# new context per connection must not pin 64 of them.
+MAX_CONTEXTS = 4
 MAX_AGE = 3600.0  # seconds since the full handshake (Postfix's client default)
 
 # (id of the context, verify mode, host names checked, server name, host, port)
@@ -78,11 +82,13 @@ class Offer(NamedTuple):
 
 
 class SessionCache:
-    """Sessions by (context, server name, host, port), at most *limit* of them
-    (least recently stored dropped first).  Thread-safe."""
+    """Sessions by (context, server name, host, port): at most *limit* of
+    them, made with at most *contexts* different contexts (least recently
+    stored dropped first).  Thread-safe."""
 
-    def __init__(self, limit: int = MAX_SESSIONS) -> None:
+    def __init__(self, limit: int = MAX_SESSIONS, contexts: int = MAX_CONTEXTS) -> None:
         self.limit = limit
+        self.contexts = contexts
         self._lock = threading.Lock()
         # The entry keeps its context: the id in the key cannot be reused
         # by another context while the entry exists.
@@ -123,6 +129,13 @@ class SessionCache:
             self._entries[key] = (context, offer)
             while len(self._entries) > self.limit:
                 self._entries.popitem(last=False)
+            recent: list[ssl.SSLContext] = []  # most recently stored first
+            for kept, _ in reversed(self._entries.values()):
+                if not any(kept is seen for seen in recent):
+                    recent.append(kept)
+            for stale in recent[self.contexts :]:
+                for old in [k for k, (kept, _) in self._entries.items() if kept is stale]:
+                    del self._entries[old]
 
     def clear(self) -> None:
         """Forget every session."""

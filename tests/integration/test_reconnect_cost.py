@@ -138,6 +138,19 @@ def test_sessions_of_unverified_handshakes_are_not_kept(
     assert len(sessions) == 0
 
 
+def test_at_most_a_few_contexts_are_kept_alive(starttls_server: AiosmtpdServer, ca: TestCA) -> None:
+    # A caller building a new context per connection pins no more than
+    # MAX_CONTEXTS of them (each holds its CA bundle).
+    contexts = [ca.client_context() for _ in range(smtpclient.tlsresume.MAX_CONTEXTS + 1)]
+    for context in contexts:
+        starttls_send(starttls_server, context)
+    assert len(sessions) == smtpclient.tlsresume.MAX_CONTEXTS
+    oldest = starttls_send(starttls_server, contexts[0])
+    newest = starttls_send(starttls_server, contexts[-1])
+    assert oldest.tls is not None and not oldest.tls.resumed
+    assert newest.tls is not None and newest.tls.resumed
+
+
 def test_a_context_that_does_not_trust_the_server_never_resumes_its_session(
     starttls_server: AiosmtpdServer, ca: TestCA
 ) -> None:
