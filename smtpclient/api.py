@@ -6,9 +6,8 @@ import ssl
 from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
 
-from smtpclient.auth import Credentials
 from smtpclient.body import BodySource
-from smtpclient.credentials import login_credentials
+from smtpclient.credentials import Credentials, login_credentials
 from smtpclient.envelope import DSN
 from smtpclient.results import SendResult
 from smtpclient.session import Session

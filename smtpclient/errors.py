@@ -404,3 +404,8 @@ class PoolClosedError(UsageError, ValueError):
 
 class SessionBusyError(UsageError, RuntimeError):
     """Another thread is using this session; sessions are one-thread-at-a-time."""
+
+
+class IllegalTransition(RuntimeError):
+    """The engine tried a state change its transition table does not allow
+    (a bug, never the server's doing); the session that met it is closed."""

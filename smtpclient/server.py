@@ -19,8 +19,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtpclient.auth import Credentials, OAuth2, Password
-from smtpclient.credentials import CredentialsProvider
+from smtpclient.credentials import Credentials, CredentialsProvider, OAuth2, Password
 from smtpclient.session import Session
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode, default_mode

@@ -34,6 +34,8 @@ __all__ = [
     "mail",
     "noop",
     "normalise_domain",
+    "plain_mail",
+    "plain_rcpt",
     "quit_",
     "rcpt",
     "rset",
@@ -261,6 +263,14 @@ def _plain_mail(sender: str, utf8: bool) -> bytes:
 @functools.lru_cache(maxsize=4096)
 def _plain_rcpt(recipient: str, utf8: bool) -> bytes:
     return _line(f"RCPT TO:<{_encode_address(recipient, utf8, False)}>", utf8=utf8)
+
+
+# The same cached encoders under public names: ``plain_mail(sender, utf8)``
+# and ``plain_rcpt(recipient, utf8)`` are ``mail``/``rcpt`` without
+# parameters, for a caller that cannot afford a Python call per line (the
+# sendmail fast path).  Raises: as ``mail`` and ``rcpt``.
+plain_mail = _plain_mail
+plain_rcpt = _plain_rcpt
 
 
 def _argument(verb: str, argument: str | None, *, utf8: bool = False) -> bytes:
