@@ -4,7 +4,8 @@ The parser is fed whatever the socket returned, in pieces of any size, and
 hands out complete ``Reply`` objects.  Feeding one byte at a time gives the
 same replies as feeding everything at once.  Memory is bounded by
 ``ReplyLimits``: an over-long line, too many lines or too many bytes in one
-reply is a ``ProtocolError``, and the parser stays broken afterwards.
+reply is a ``ReplyLimitExceeded`` (a ``ProtocolError``), and the parser stays
+broken afterwards.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from smtpclient.errors import ProtocolError
+from smtpclient.errors import ProtocolError, ReplyLimitExceeded
 
 __all__ = ["Reply", "ReplyLimits", "ReplyParser"]
 
@@ -211,7 +212,8 @@ class ReplyParser:
 
     Raises ``ProtocolError`` for malformed lines, codes outside 200-599, a
     continuation line whose code differs from the first line's, anything but
-    " ", "-" or the end of line after the code, and replies over the limits.
+    " ", "-" or the end of line after the code; ``ReplyLimitExceeded`` (a
+    ``ProtocolError``) for replies over the limits.
     """
 
     def __init__(self, limits: ReplyLimits | None = None) -> None:
@@ -318,13 +320,13 @@ class ReplyParser:
             end = buffer.find(b"\n", self._pos)
             if end < 0:
                 if len(buffer) - self._pos > limits.max_line_length:
-                    raise ProtocolError(f"reply line longer than {limits.max_line_length} bytes")
+                    raise _line_too_long(limits)
                 if self._pos > 65536:  # keep the consumed prefix from growing
                     del buffer[: self._pos]
                     self._pos = 0
                 return None
             if end + 1 - self._pos > limits.max_line_length:
-                raise ProtocolError(f"reply line longer than {limits.max_line_length} bytes")
+                raise _line_too_long(limits)
             line = bytes(buffer[self._pos : end])
             self._reply_bytes += end + 1 - self._pos
             self._pos = end + 1
@@ -348,9 +350,15 @@ class ReplyParser:
         self._code = code
         self._raw.append(line[4:])
         if len(self._raw) > self.limits.max_lines:
-            raise ProtocolError(f"reply has more than {self.limits.max_lines} lines")
+            cap = self.limits.max_lines
+            raise ReplyLimitExceeded(
+                f"reply has more than {cap} lines", limit="max_lines", value=cap
+            )
         if self._reply_bytes > self.limits.max_reply_bytes:
-            raise ProtocolError(f"reply larger than {self.limits.max_reply_bytes} bytes")
+            cap = self.limits.max_reply_bytes
+            raise ReplyLimitExceeded(
+                f"reply larger than {cap} bytes", limit="max_reply_bytes", value=cap
+            )
         return separator != b"-"
 
     def _finish(self) -> Reply:
@@ -360,6 +368,13 @@ class ReplyParser:
         self._raw = []
         self._reply_bytes = 0
         return Reply._from_wire(code, raw)
+
+
+def _line_too_long(limits: ReplyLimits) -> ReplyLimitExceeded:
+    cap = limits.max_line_length
+    return ReplyLimitExceeded(
+        f"reply line longer than {cap} bytes", limit="max_line_length", value=cap
+    )
 
 
 def _preview(line: bytes, limit: int = 60) -> str:
