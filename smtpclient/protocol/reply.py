@@ -61,7 +61,9 @@ class Reply:
         setter(self, "raw", raw or tuple(line.encode("utf-8") for line in text))
 
     @classmethod
-    def _from_wire(cls, code: int, raw: tuple[bytes, ...]) -> Reply:
+    def from_wire(cls, code: int, raw: tuple[bytes, ...]) -> Reply:
+        """A reply as the parser read it: *raw* is the text of each line
+        after the code; it is decoded only when first asked for."""
         # _lines and _enhanced stay unset until first asked for.
         reply = cls.__new__(cls)
         object.__setattr__(reply, "code", code)
@@ -275,7 +277,7 @@ class ReplyParser:
                 code = _ONE_LINE_CODES.get(line[:4])
                 if code is not None:
                     self._pos = end + 1
-                    return Reply._from_wire(code, (line[4:],))
+                    return Reply.from_wire(code, (line[4:],))
         try:
             return self._next_reply()
         except ProtocolError as exc:
@@ -367,7 +369,7 @@ class ReplyParser:
         self._code = 0
         self._raw = []
         self._reply_bytes = 0
-        return Reply._from_wire(code, raw)
+        return Reply.from_wire(code, raw)
 
 
 def _line_too_long(limits: ReplyLimits) -> ReplyLimitExceeded:
