@@ -25,7 +25,7 @@ from email.message import Message
 from smtpclient.body import BodySource
 from smtpclient.domain_delivery import DeliverySettings, DomainDelivery
 from smtpclient.envelope import DSN, parse_options
-from smtpclient.errors import InvalidAddressError, UsageError
+from smtpclient.errors import InvalidAddressError, RequireTLSUnavailable
 from smtpclient.eyeballs import DEFAULT_DELAY
 from smtpclient.message import envelope_addresses
 from smtpclient.protocol.commands import encode_address, normalise_domain
@@ -40,12 +40,6 @@ __all__ = ["DeliveryReport", "RequireTLSUnavailable", "deliver", "redeliver"]
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 8
-
-
-class RequireTLSUnavailable(UsageError, ValueError):
-    """REQUIRETLS was asked for, but direct delivery cannot honour it yet:
-    RFC 8689 §4.2.1 requires the MX hosts to be validated by DNSSEC or
-    MTA-STS, which this library does not do.  Nothing was sent."""
 
 
 def _reusable(content: Message | BodySource) -> bool:

@@ -19,12 +19,16 @@ import dns.name
 import dns.resolver
 
 from smtpclient.dnscache import DNSCache
-from smtpclient.errors import (
+from smtpclient.errors import (  # the DNS errors live there; re-exported here
+    DNSError,
+    DNSTimeoutError,
+    DomainNotFound,
     InvalidAddressError,
-    PermanentError,
-    SMTPClientError,
-    SMTPTimeoutError,
-    TransientError,
+    MailLoopError,
+    NoMailHostError,
+    NullMXError,
+    PermanentDNSError,
+    TransientDNSError,
 )
 from smtpclient.protocol.commands import normalise_domain
 from smtpclient.protocol.reply import Reply
@@ -48,43 +52,6 @@ __all__ = [
 ]
 
 _NEGATIVE_TTL_UNKNOWN = 30.0
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-class DNSError(SMTPClientError):
-    """Finding the mail hosts failed; ``host`` is the name looked up,
-    ``reply`` a locally made reply with the status to report."""
-
-
-class TransientDNSError(DNSError, TransientError):
-    """DNS could not answer now (SERVFAIL, REFUSED, no nameserver): try again later."""
-
-
-class DNSTimeoutError(TransientDNSError, SMTPTimeoutError):
-    """No answer within the resolver's overall ``lifetime``."""
-
-
-class PermanentDNSError(DNSError, PermanentError):
-    """DNS answered, and the answer means this domain cannot get mail."""
-
-
-class DomainNotFound(PermanentDNSError):
-    """The domain does not exist (NXDOMAIN)."""
-
-
-class NullMXError(PermanentDNSError):
-    """The domain publishes a null MX (RFC 7505): it accepts no mail."""
-
-
-class NoMailHostError(PermanentDNSError):
-    """There is no address to deliver to: the MX hosts have none, or the
-    domain has neither MX nor A/AAAA records."""
-
-
-class MailLoopError(PermanentDNSError):
-    """Only our own host, or worse-preference hosts, are in the MX list."""
 
 
 def dns_error(cls: type[DNSError], message: str, name: str, code: int, enhanced: str) -> DNSError:

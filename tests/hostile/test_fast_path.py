@@ -4,9 +4,11 @@ path: the same message, the same scripted server, compared byte for byte.
 Each scenario is sent twice on fresh connections to one scripted server:
 once as ``sendmail`` chooses (the fast path when the message has no
 options), once with the fast path switched off.  Everything the server
-received (and in which writes), the ``SendResult`` or the exception with
-every field, and the session's state afterwards must be identical, with
-and without PIPELINING, with DATA and BDAT.  The scenarios cover the
+received, how the client grouped it into writes (recorded at the client's
+``Transport.sendall``, not from the server's reads: how the kernel splits a
+large write into reads depends on timing), the ``SendResult`` or the
+exception with every field, and the session's state afterwards must be
+identical, with and without PIPELINING, with DATA and BDAT.  The scenarios cover the
 usual replies and each point where the fast path hands over to the
 general one: refused recipients, a 452 split, refused MAIL and DATA, a
 refused or lost final reply, a 421, replies out of step, multi-line and
@@ -33,6 +35,7 @@ from smtpclient.errors import SMTPClientError
 from smtpclient.protocol.reply import Reply
 from smtpclient.results import SendResult
 from smtpclient.session import fastpath
+from smtpclient.transport import Transport
 
 BODY = b"Subject: fast\r\n\r\n" + b"line of text\r\n" * 140  # about 2 KiB
 ODD_BODY = b".leading dot\nbare LF\r\n..two dots\rbare CR\n.\nno final line end"
@@ -40,6 +43,7 @@ QUEUED = "250 2.0.0 Ok: queued as Q1"
 SENDER = "sender@example.test"
 THREE = ["a@example.test", "b@example.test", "c@example.test"]
 REAL_FAST_PATH = fastpath.sendmail
+REAL_SENDALL = Transport.sendall
 
 
 @dataclass
@@ -136,7 +140,7 @@ class Evidence:
     taken: bool  # the fast path sent it (or started to)
     outcome: Any
     received: bytes
-    writes: list[bytes]
+    writes: list[bytes]  # each Transport.sendall() call, in order
     state: str
     messages_sent: int
 
@@ -166,7 +170,15 @@ def _send(
         taken.append(result is not None)
         return result
 
+    writes: list[bytes] = []
+    real_sendall = REAL_SENDALL
+
+    def recording_sendall(transport: Transport, data: bytes | memoryview, deadline: Any) -> None:
+        writes.append(bytes(data))
+        real_sendall(transport, data, deadline)
+
     monkeypatch.setattr(fastpath, "sendmail", spy)
+    monkeypatch.setattr(Transport, "sendall", recording_sendall)
     before = server.connections
     session = Session.connect(
         "127.0.0.1",
@@ -193,7 +205,7 @@ def _send(
         taken=any(taken),
         outcome=_norm(outcome),
         received=bytes(conn.received),
-        writes=list(conn.writes),
+        writes=writes,
         state=state,
         messages_sent=sent,
     )
