@@ -28,6 +28,7 @@ from smtpclient.envelope import DSN, parse_options
 from smtpclient.errors import InvalidAddressError, UsageError
 from smtpclient.eyeballs import DEFAULT_DELAY
 from smtpclient.message import envelope_addresses
+from smtpclient.netpolicy import TargetPolicy, check_target_policy
 from smtpclient.protocol.commands import encode_address, normalise_domain
 from smtpclient.protocol.reply import Reply
 from smtpclient.report import DeliveryReport, DomainTrace, Outcome, Status
@@ -96,6 +97,7 @@ def deliver(
     mail_options: Iterable[str] = (),
     rcpt_options: Iterable[str] = (),
     requiretls: bool = False,
+    target_policy: TargetPolicy = "public",
 ) -> DeliveryReport:
     """Deliver *message* straight to the mail hosts of each recipient's domain.
 
@@ -108,6 +110,14 @@ def deliver(
     process-wide one.  At most *max_sessions* sessions per domain (Postfix's
     ``smtp_mx_session_limit``); *max_workers* domains at a time.
 
+    *target_policy* says which addresses may be connected to: "public"
+    (the default: globally routable unicast only -- no loopback, private,
+    link-local, shared, documentation or reserved address, whatever DNS
+    or an address literal says), "private" (also RFC 1918 / unique-local
+    networks) or "any".  A recipient whose every address is refused
+    fails permanently (550 5.4.4) with a reason naming the target policy;
+    refused addresses are never connected to.
+
     Returns a ``DeliveryReport``: one outcome per distinct recipient (the
     same address given twice is delivered and reported once).  Network,
     DNS and server failures never raise; they are outcomes.
@@ -116,7 +126,7 @@ def deliver(
         RequireTLSUnavailable: *requiretls* (or a REQUIRETLS mail option)
             was asked for (RFC 8689 §4.2.1); nothing was sent.
         TypeError, ValueError: bad arguments (a one-shot iterable, no
-            sender, no recipients); nothing was sent.
+            sender, no recipients, an unknown target policy); nothing was sent.
     """
     return _deliver(
         message,
@@ -136,6 +146,7 @@ def deliver(
         mail_options=mail_options,
         rcpt_options=rcpt_options,
         requiretls=requiretls,
+        target_policy=target_policy,
         attempt=1,
         first_attempt=None,
     )
@@ -146,11 +157,14 @@ def redeliver(
     message: Message | BodySource,
     *,
     include_unknown: bool = False,
+    target_policy: TargetPolicy = "public",
     **options: object,
 ) -> DeliveryReport:
     """Retry a delivery: send *message* again to the recipients *report*
     deferred (and those with an unknown outcome only if *include_unknown*;
-    they may receive it twice).  *options* are ``deliver()``'s keywords.
+    they may receive it twice).  *options* are ``deliver()``'s keywords;
+    *target_policy* is as for ``deliver()`` (default "public": give it
+    again if the first delivery used another).
 
     Returns *report* merged with the new outcomes: recipients already
     delivered or failed keep their outcome, ``attempt`` goes up by one, and
@@ -171,6 +185,7 @@ def redeliver(
         recipients=list(wanted),
         attempt=report.attempt + 1,
         first_attempt=report.first_attempt,
+        target_policy=target_policy,
         **options,  # type: ignore[arg-type]
     )
     return report.merged(newer)
@@ -197,8 +212,10 @@ def _deliver(
     mail_options: Iterable[str] = (),
     rcpt_options: Iterable[str] = (),
     requiretls: bool = False,
+    target_policy: TargetPolicy = "public",
 ) -> DeliveryReport:
     mail_options = tuple(mail_options)
+    target_policy = check_target_policy(target_policy)
     if requiretls or "REQUIRETLS" in {key.upper() for key in parse_options(mail_options)}:
         raise RequireTLSUnavailable(
             "REQUIRETLS cannot be honoured for direct MX delivery: RFC 8689 §4.2.1 needs "
@@ -239,6 +256,7 @@ def _deliver(
         rcpt_options=tuple(rcpt_options),
         attempt=attempt,
         first_attempt=first_attempt or started,
+        target_policy=target_policy,
     )
     # Group by domain; the same recipient (domain case aside) only once.
     order: list[str] = []

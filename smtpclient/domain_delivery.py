@@ -46,6 +46,7 @@ from smtpclient.errors import (
     TLSRequiredError,
 )
 from smtpclient.eyeballs import Attempt, race
+from smtpclient.netpolicy import TargetPolicy, allowed
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Stage
 from smtpclient.protocol.status import is_transient_refusal
@@ -89,6 +90,7 @@ class DeliverySettings:
     rcpt_options: tuple[str, ...]
     attempt: int
     first_attempt: datetime
+    target_policy: TargetPolicy = "public"
 
 
 @dataclass
@@ -176,7 +178,9 @@ class DomainDelivery:
 
     def _run(self) -> None:
         try:
-            self.targets = self.resolver.targets(self.domain)
+            self.targets = self.resolver.targets(
+                self.domain, target_policy=self.settings.target_policy
+            )
         except DNSError as exc:
             self.dns_error = str(exc)
             if isinstance(exc, PermanentError):
@@ -193,7 +197,10 @@ class DomainDelivery:
             for recipient in list(self.open):
                 self._settle(recipient, Status.FAILED, reply=reply, reason=str(exc))
             return
-        remaining = list(self.targets)
+        # The resolver applied the target policy; a resolver of the caller's
+        # own making might not have, so check again before any connection.
+        policy = self.settings.target_policy
+        remaining = [t for t in self.targets if allowed(t.address, policy)]
         sessions = 0
         while self.open and remaining and sessions < self.settings.max_sessions:
             result = race(

@@ -22,6 +22,7 @@ from typing import Any
 from smtpclient.cli.common import EX_OK, error, exit_code_for
 from smtpclient.cli.direct import add_dns_server_options
 from smtpclient.errors import SMTPClientError, UsageError
+from smtpclient.netpolicy import TARGET_POLICIES
 from smtpclient.resolver import Resolver
 from smtpclient.targets import FAMILY_POLICIES, MailHost, Target, plan_targets
 
@@ -60,6 +61,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=5,
         metavar="N",
         help="at most N targets, as delivery does (default 5; 0: all)",
+    )
+    parser.add_argument(
+        "--target-policy",
+        choices=TARGET_POLICIES,
+        default="public",
+        help="addresses to show: public (default; globally routable only, as deliver() "
+        "uses), private (also private networks) or any (e.g. loopback test zones)",
     )
     parser.add_argument(
         "--timeout", type=float, default=None, metavar="SECONDS", help="DNS time budget"
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             family=args.family,
             prefer=args.prefer,
             max_addresses=args.max_addresses,
+            target_policy=args.target_policy,
             rng=random.Random(args.seed) if args.seed is not None else None,  # noqa: S311
         )
         hosts = resolver.mail_hosts(args.domain)

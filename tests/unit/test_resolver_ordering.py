@@ -250,6 +250,9 @@ ZONE: Zone = {
 
 
 def resolver_for(fake: FakeDNS, **options: Any) -> Resolver:
+    # The fake zone uses documentation addresses (192.0.2.x, 2001:db8::):
+    # the target policy is tested in test_netpolicy.py and test_target_policy.py.
+    options.setdefault("target_policy", "any")
     return Resolver(dns_resolver=fake, rng=random.Random(1), **options)  # type: ignore[arg-type]
 
 
