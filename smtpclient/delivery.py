@@ -28,6 +28,7 @@ from smtpclient.envelope import DSN, parse_options
 from smtpclient.errors import InvalidAddressError, UsageError
 from smtpclient.eyeballs import DEFAULT_DELAY
 from smtpclient.message import envelope_addresses
+from smtpclient.mtasts import PolicyCache
 from smtpclient.netpolicy import TargetPolicy, check_target_policy
 from smtpclient.protocol.commands import encode_address, normalise_domain
 from smtpclient.protocol.reply import Reply
@@ -98,6 +99,10 @@ def deliver(
     rcpt_options: Iterable[str] = (),
     requiretls: bool = False,
     target_policy: TargetPolicy = "public",
+    mta_sts: bool = True,
+    mta_sts_ssl_context: ssl.SSLContext | None = None,
+    mta_sts_port: int = 443,
+    mta_sts_cache: PolicyCache | None = None,
 ) -> DeliveryReport:
     """Deliver *message* straight to the mail hosts of each recipient's domain.
 
@@ -117,6 +122,18 @@ def deliver(
     networks) or "any".  A recipient whose every address is refused
     fails permanently (550 5.4.4) with a reason naming the target policy;
     refused addresses are never connected to.
+
+    MTA-STS (RFC 8461) is on unless *mta_sts* is False (then nothing is
+    fetched): each domain's ``_mta-sts`` TXT record is read and its policy
+    fetched over HTTPS (verified with certifi, or *mta_sts_ssl_context*;
+    port *mta_sts_port*, 443 but for tests) and kept in *mta_sts_cache*
+    (default: one in-memory ``PolicyCache`` per process).  Under ``mode:
+    enforce`` only MX hosts matching the policy are used, over STARTTLS
+    with a certificate verified for the MX name (PKIX: *ssl_context* if it
+    verifies, else certifi); recipients no such host took are deferred with
+    a reason naming the policy.  Under ``mode: testing`` delivery goes on
+    as usual and ``Outcome.tls_policy_failure`` says what enforce would
+    have refused.  ``Outcome.tls_policy`` records the policy that applied.
 
     Returns a ``DeliveryReport``: one outcome per distinct recipient (the
     same address given twice is delivered and reported once).  Network,
@@ -147,6 +164,10 @@ def deliver(
         rcpt_options=rcpt_options,
         requiretls=requiretls,
         target_policy=target_policy,
+        mta_sts=mta_sts,
+        mta_sts_ssl_context=mta_sts_ssl_context,
+        mta_sts_port=mta_sts_port,
+        mta_sts_cache=mta_sts_cache,
         attempt=1,
         first_attempt=None,
     )
@@ -213,9 +234,15 @@ def _deliver(
     rcpt_options: Iterable[str] = (),
     requiretls: bool = False,
     target_policy: TargetPolicy = "public",
+    mta_sts: bool = True,
+    mta_sts_ssl_context: ssl.SSLContext | None = None,
+    mta_sts_port: int = 443,
+    mta_sts_cache: PolicyCache | None = None,
 ) -> DeliveryReport:
     mail_options = tuple(mail_options)
     target_policy = check_target_policy(target_policy)
+    if not isinstance(mta_sts_port, int) or not 0 < mta_sts_port < 65536:
+        raise ValueError(f"mta_sts_port must be an int between 1 and 65535, not {mta_sts_port!r}")
     if requiretls or "REQUIRETLS" in {key.upper() for key in parse_options(mail_options)}:
         raise RequireTLSUnavailable(
             "REQUIRETLS cannot be honoured for direct MX delivery: RFC 8689 §4.2.1 needs "
@@ -257,6 +284,10 @@ def _deliver(
         attempt=attempt,
         first_attempt=first_attempt or started,
         target_policy=target_policy,
+        mta_sts=mta_sts,
+        mta_sts_ssl_context=mta_sts_ssl_context,
+        mta_sts_port=mta_sts_port,
+        mta_sts_cache=mta_sts_cache,
     )
     # Group by domain; the same recipient (domain case aside) only once.
     order: list[str] = []
