@@ -10,11 +10,13 @@ certificate for their MX name from the same CA, or without STARTTLS.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from servers.multihome import on_one_port
 from servers.smtpd import AiosmtpdServer
 
 from smtpclient import Resolver, Timeouts, deliver
+from smtpclient.cli import main
 from smtpclient.mtasts import MAX_POLICY_BYTES, PolicyCache, STSMode, STSPolicy
 from smtpclient.mtasts_fetch import PolicyFetchError, fetch_policy
 from smtpclient.report import DeliveryReport, Status
@@ -473,3 +476,38 @@ def test_the_policy_fetch_has_one_deadline(
                 timeout=1.0,
             )
         assert time.monotonic() - started < 10  # 1 s, with generous slack
+
+
+def test_the_mx_command_shows_the_policy(
+    knot_sts: KnotServer,
+    https: PolicyServer,
+    ca: trustme.CA,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    common = [
+        "--nameserver",
+        knot_sts.host,
+        "--dns-port",
+        str(knot_sts.port),
+        "--target-policy",
+        "any",
+        "--mta-sts-port",
+        str(https.port),
+        "--mta-sts-cafile",
+        str(cafile),
+    ]
+    assert main(["mx", f"exclude.{S}", *common]) == 0
+    out = capsys.readouterr().out
+    assert "MTA-STS: enforce (fetched): mode enforce, mx good.exclude.sts.test" in out
+    assert f"rogue.exclude.{S}  127.0.0.85  (not in the MTA-STS policy)" in out
+    assert main(["mx", f"testing.{S}", *common, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["mta_sts"]["mode"] == "testing"
+    assert found["mta_sts"]["mx"] == [f"mx1.testing.{S}"]
+    assert found["mta_sts"]["id"] == "testing1"
+    assert main(["mx", f"enforce.{S}", *common, "--no-mta-sts", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mta_sts"] is None
+    assert https.requests == [f"mta-sts.exclude.{S}", f"mta-sts.testing.{S}"]
