@@ -47,7 +47,8 @@ DEFAULT_WORKERS = 8
 class RequireTLSUnavailable(UsageError, ValueError):
     """REQUIRETLS was asked for, but direct delivery cannot honour it yet:
     RFC 8689 §4.2.1 requires the MX hosts to be validated by DNSSEC or
-    MTA-STS, which this library does not do.  Nothing was sent."""
+    MTA-STS, and direct delivery does not yet tie REQUIRETLS to those
+    checks.  Nothing was sent."""
 
 
 def _reusable(content: Message | BodySource) -> bool:
@@ -246,7 +247,8 @@ def _deliver(
     if requiretls or "REQUIRETLS" in {key.upper() for key in parse_options(mail_options)}:
         raise RequireTLSUnavailable(
             "REQUIRETLS cannot be honoured for direct MX delivery: RFC 8689 §4.2.1 needs "
-            "the MX hosts validated by DNSSEC or MTA-STS, which smtpclient does not do yet"
+            "the MX hosts validated by DNSSEC or MTA-STS, and direct delivery does not yet "
+            "tie REQUIRETLS to those checks"
         )
     if not isinstance(tls, TLSMode):
         raise TypeError(f"tls must be a TLSMode, not {type(tls).__name__}")

@@ -174,8 +174,8 @@ class HostVisit:
 class DomainTrace:
     """The evidence for one domain: targets from DNS, every connection
     attempt in start order, each host visited, and the MTA-STS policy
-    found (e.g. "enforce (fetched): mode enforce, mx *.example.com, ..."
-    or "none: MTA-STS policy fetch failed: ...")."""
+    found (e.g. ``"enforce (fetched): mode enforce, mx *.example.com, ..."``
+    or ``"no policy; MTA-STS policy fetch failed: ..."``)."""
 
     domain: str
     targets: tuple[Target, ...] = ()
