@@ -175,32 +175,42 @@ def fetch_policy(
 
 def _get(raw: socket.socket, context: ssl.SSLContext, host: str, port: int, deadline: float) -> str:
     """One GET over *raw*; a timer shuts the socket down at *deadline* so
-    that no stalled or dripping peer can hold the fetch longer.  The socket
-    is closed only after the timer is stopped (its descriptor stays ours)."""
+    that no stalled or dripping peer can hold the fetch longer (and what
+    arrived by then is discarded: a cut-off policy is no policy).  The
+    socket is closed only after the timer is stopped."""
     tls = context.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False)
-    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shutdown, (tls,))
+    fired = threading.Event()
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shutdown, (tls, fired))
     watchdog.daemon = True
     watchdog.start()
+    late = f"{host}: no complete answer within the time limit"
     try:
         tls.settimeout(max(0.001, deadline - time.monotonic()))
         tls.do_handshake()
-        return _exchange(tls, host, port, deadline)
-    except PolicyFetchError:
-        raise
+        text = _exchange(tls, host, port, deadline)
     except ssl.SSLCertVerificationError as exc:
         raise PolicyFetchError(
             f"{host}: certificate not valid: {exc.verify_message}", host=host
         ) from exc
+    except PolicyFetchError as exc:
+        if fired.is_set():
+            raise PolicyFetchError(late, host=host) from exc
+        raise
     except (OSError, http.client.HTTPException) as exc:
-        late = " (time limit)" if time.monotonic() >= deadline else ""
-        raise PolicyFetchError(f"{host}: {exc!r}{late}", host=host) from exc
+        if fired.is_set() or isinstance(exc, TimeoutError):
+            raise PolicyFetchError(late, host=host) from exc
+        raise PolicyFetchError(f"{host}: {exc!r}", host=host) from exc
     finally:
         watchdog.cancel()
         watchdog.join()
         tls.close()
+    if fired.is_set():
+        raise PolicyFetchError(late, host=host)
+    return text
 
 
-def _shutdown(sock: socket.socket) -> None:
+def _shutdown(sock: socket.socket, fired: threading.Event) -> None:
+    fired.set()
     # The plain socket's shutdown: the TLS object belongs to the other thread.
     with contextlib.suppress(OSError):  # already closed: nothing to stop
         socket.socket.shutdown(sock, socket.SHUT_RDWR)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -511,3 +512,48 @@ def test_the_mx_command_shows_the_policy(
     assert main(["mx", f"enforce.{S}", *common, "--no-mta-sts", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mta_sts"] is None
     assert https.requests == [f"mta-sts.exclude.{S}", f"mta-sts.testing.{S}"]
+
+
+def test_a_dripping_policy_server_is_cut_off_at_the_deadline(
+    knot_sts: KnotServer, ca: trustme.CA, client_context: ssl.SSLContext
+) -> None:
+    # Each byte of the answer comes within the socket timeout, so only the
+    # fetch's overall deadline can stop it.
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(f"mta-sts.enforce.{S}").configure_cert(server_context)
+    stop = threading.Event()
+    sent = []
+
+    def drip(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with server_context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)  # the request
+            for byte in b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nX-Slow: " + b"x" * 200:
+                if stop.wait(0.1):
+                    return
+                tls.sendall(bytes([byte]))
+                sent.append(byte)
+
+    resolver = Resolver(nameservers=[knot_sts.host], port=knot_sts.port, lifetime=5)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.80", 0))
+        listener.listen(1)
+        worker = threading.Thread(target=drip, args=(listener,))
+        worker.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(PolicyFetchError, match="time limit"):
+                fetch_policy(
+                    f"enforce.{S}",
+                    resolver=resolver,
+                    ssl_context=client_context,
+                    port=listener.getsockname()[1],
+                    target_policy="any",
+                    timeout=1.5,
+                )
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            worker.join(10)
+    assert sent  # the server did answer, slowly
+    assert elapsed < 10  # 1.5 s, with generous slack; the drip alone takes 23 s
