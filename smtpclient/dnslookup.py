@@ -23,11 +23,13 @@ from smtpclient.errors import (  # the DNS errors live there; re-exported here
     DNSError,
     DNSTimeoutError,
     DomainNotFound,
+    HostsFilteredError,
     InvalidAddressError,
     MailLoopError,
     NoMailHostError,
     NullMXError,
     PermanentDNSError,
+    TargetPolicyError,
     TransientDNSError,
 )
 from smtpclient.protocol.commands import normalise_domain
@@ -42,8 +44,10 @@ __all__ = [
     "MailLoopError",
     "NoMailHostError",
     "NullMXError",
+    "HostsFilteredError",
     "PermanentDNSError",
     "Records",
+    "TargetPolicyError",
     "TransientDNSError",
     "address_literal",
     "ascii_name",
@@ -72,11 +76,20 @@ class Records:
 
 
 class Budget:
-    """One overall time limit for all the queries of one lookup."""
+    """One overall time limit for all the queries of one lookup, and a cap
+    on how many queries it may send (``max_queries``; cache hits are free)."""
 
-    def __init__(self, seconds: float, name: str) -> None:
+    def __init__(self, seconds: float, name: str, max_queries: int | None = None) -> None:
         self.expires = time.monotonic() + seconds
         self.name = name
+        self.max_queries = max_queries
+        self.queries = 0
+
+    def queries_left(self) -> int | None:
+        """How many more queries may be sent (None: no cap)."""
+        if self.max_queries is None:
+            return None
+        return max(0, self.max_queries - self.queries)
 
     def remaining(self) -> float:
         left = self.expires - time.monotonic()
@@ -148,6 +161,7 @@ def query(
     if cached is not None:
         return cached
     left = budget.remaining()
+    budget.queries += 1
     try:
         answer = resolver.resolve(
             name + ".", rdtype, lifetime=left, raise_on_no_answer=False, search=False
@@ -193,6 +207,8 @@ def records_from(name: str, rdtype: str, answer: Any) -> Records:
         values: tuple[Any, ...] = tuple(
             sorted((int(rd.preference), name_text(rd.exchange)) for rd in rrset)
         )
+    elif rdtype == "TXT":  # one string per record, its character-strings joined
+        values = tuple(b"".join(rd.strings).decode("utf-8", "replace") for rd in rrset)
     else:
         values = tuple(str(rd.address) for rd in rrset)
     return Records(canonical, values)

@@ -200,3 +200,26 @@ class NoMailHostError(PermanentDNSError):
 
 class MailLoopError(PermanentDNSError):
     """Only our own host, or worse-preference hosts, are in the MX list."""
+
+
+class TargetPolicyError(NoMailHostError):
+    """Every address the domain's mail hosts have is refused by the target
+    policy (loopback, private, link-local ...): nothing to connect to."""
+
+
+class HostsFilteredError(TransientDNSError):
+    """The caller's host filter (an MTA-STS policy's mx patterns) accepted
+    none of the domain's mail hosts; the policy may change, so transient."""
+
+
+class MTASTSError(TransientError):
+    """An MTA-STS policy could not be had: not fetched, or not valid."""
+
+
+class PolicyError(MTASTSError):
+    """The policy file is malformed (RFC 8461 §3.2)."""
+
+
+class PolicyFetchError(MTASTSError):
+    """The MTA-STS policy could not be fetched (DNS, target policy,
+    connection, TLS, HTTP status, content type, size or time)."""
