@@ -32,10 +32,12 @@ from datetime import datetime
 from email.message import Message
 from typing import Any
 
+from smtpclient import dane
 from smtpclient.body import BodySource
 from smtpclient.envelope import DSN
 from smtpclient.errors import (
     CertificateVerifyError,
+    ConnectError,
     InvalidAddressError,
     MessageContentError,
     PermanentError,
@@ -64,6 +66,7 @@ from smtpclient.session import Session
 from smtpclient.targets import Target
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode, unverified_context
+from smtpclient.tlspolicy import TLSPolicy
 from smtpclient.transaction import MAX_RECIPIENTS
 
 __all__ = ["DeliverySettings", "DomainDelivery"]
@@ -100,6 +103,7 @@ class _Open:
     error: SMTPClientError | None = None
     host: str | None = None
     address: str | None = None
+    tls_policy: TLSPolicy | None = None
 
 
 class DomainDelivery:
@@ -127,6 +131,7 @@ class DomainDelivery:
         self.visits: list[HostVisit] = []
         self.dns_error: str | None = None
         self._in_flight: list[str] = []  # the batch whose data may be on the wire
+        self._tls_policy: TLSPolicy | None = None  # of the latest session opened
 
     # --- outcomes --------------------------------------------------------------------
 
@@ -247,6 +252,14 @@ class DomainDelivery:
     def _open_session(self, target: Target, sock: Any) -> Session | None:
         """Greeting, EHLO and TLS on *sock*; None (and a note) when the host fails."""
         tls = self.settings.tls
+        if tls is not TLSMode.NONE:
+            decision = dane.host_policy(self.resolver, self.domain, target.host, self.settings.port)
+            if decision.applies:  # DANE takes precedence over any other policy (RFC 8461 §2)
+                return self._open_dane(target, sock, decision)
+        self._tls_policy = {
+            TLSMode.NONE: TLSPolicy.NONE,
+            TLSMode.OPPORTUNISTIC: TLSPolicy.OPPORTUNISTIC,
+        }.get(tls)
         context = self.settings.ssl_context
         verify_error: str | None = None
         while True:
@@ -284,13 +297,36 @@ class DomainDelivery:
                 session.tls = dataclasses.replace(session.tls, verify_error=verify_error)
             return session
 
+    def _open_dane(self, target: Target, sock: Any, decision: dane.HostPolicy) -> Session | None:
+        """Open a session to a host whose TLSA records decide its TLS
+        (``dane.open_session``); None (and a note) when the host fails."""
+        self._tls_policy = TLSPolicy.DANE
+        unused = [sock]
+
+        def connect(context: ssl.SSLContext) -> Session:
+            fresh = unused.pop() if unused else self._reconnect(target)
+            if fresh is None:
+                raise ConnectError(f"could not connect again to {target.address}")
+            return self._connect(target, fresh, TLSMode.STARTTLS, context)
+
+        try:
+            return dane.open_session(decision, connect)
+        except SMTPClientError as exc:
+            stage = "DANE" if isinstance(exc, dane.DANEError) else str(exc.stage or "connect")
+            self._host_failed(target, stage, exc)
+            return None
+        finally:
+            for left in unused:
+                left.close()
+
     def _visit(self, target: Target, result: str, tls: Any = None) -> None:
         self.visits.append(HostVisit(target.host, target.address, result, tls))
 
     def _host_failed(self, target: Target, stage: str, exc: SMTPClientError) -> None:
         reason = f"{target.host} [{target.address}] {stage}: {exc}"
         self._visit(target, f"{stage}: {exc}")
-        self._all_open(reason, reply=exc.reply, error=exc, host=target.host, address=target.address)
+        where = {"host": target.host, "address": target.address, "tls_policy": self._tls_policy}
+        self._all_open(reason, reply=exc.reply, error=exc, **where)
 
     def _send(self, session: Session, target: Target) -> None:
         delivered = 0
@@ -348,6 +384,7 @@ class DomainDelivery:
                     address=target.address,
                     queue_id=queue_id_of(reply),
                     tls=session.tls,
+                    tls_policy=self._tls_policy,
                 )
                 count += 1
             elif recipient in result.refused:

@@ -34,6 +34,7 @@ from smtpclient.protocol.reply import Reply
 from smtpclient.results import _QUEUE_ID
 from smtpclient.targets import Target
 from smtpclient.tls import TLSInfo
+from smtpclient.tlspolicy import TLSPolicy
 
 __all__ = [
     "FIRST_RETRY",
@@ -120,6 +121,8 @@ class Outcome:
         tls: TLS details of the session, None for plaintext.
         retry_after: for DEFERRED, when to try again (None: give up).
         error: the exception behind a failure, if any.
+        tls_policy: the transport-security policy that applied to the host
+            that decided it (``TLSPolicy``; None when no host was reached).
     """
 
     recipient: str
@@ -133,6 +136,7 @@ class Outcome:
     tls: TLSInfo | None = None
     retry_after: datetime | None = None
     error: SMTPClientError | None = field(default=None, compare=False, repr=False)
+    tls_policy: TLSPolicy | None = None
 
     @property
     def enhanced(self) -> str | None:
