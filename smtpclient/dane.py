@@ -183,11 +183,11 @@ def tlsa_name(host: str, port: int = 25) -> str:
 class DANEStatus(enum.Enum):
     """What DANE says about one mail host."""
 
-    NOT_VALIDATED = "no validating resolver"  # resolver(dnssec=False): DANE is off
+    NOT_VALIDATED = "not checked"  # Resolver(dnssec=False): DANE is off
     INSECURE = "insecure"  # MX or address records not signed: the usual policy
     NO_TLSA = "no TLSA records"  # secure denial: the usual policy
-    UNUSABLE = "TLSA records, none usable"  # STARTTLS mandatory, no authentication
-    ACTIVE = "dane"  # STARTTLS mandatory, certificate must match
+    UNUSABLE = "unusable TLSA records"  # STARTTLS mandatory, no authentication
+    ACTIVE = "active"  # STARTTLS mandatory, certificate must match
     FAILED = "TLSA lookup failed"  # do not use this host
 
     def __str__(self) -> str:

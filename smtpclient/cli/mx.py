@@ -4,7 +4,10 @@ It prints the mail hosts (MX records after CNAMEs, equal preferences
 shuffled, or the implicit MX when there are none) with their addresses,
 then the connection targets exactly as ``smtpclient.deliver`` would try
 them: families interleaved within each preference level and capped at
-``--max-addresses``.  No connection is made.
+``--max-addresses``.  With ``--dnssec`` (the nameserver is trusted to
+validate DNSSEC) each host's DANE status is shown too: whether its TLSA
+records (RFC 7672) make authenticated STARTTLS mandatory.  No connection is
+made.
 
 Exit status: 0 with targets; 69 when the domain cannot get mail (NXDOMAIN,
 null MX, no address); 75 when DNS failed or timed out (try again later);
@@ -19,6 +22,7 @@ import random
 import sys
 from typing import Any
 
+from smtpclient import dane
 from smtpclient.cli.common import EX_OK, error, exit_code_for
 from smtpclient.cli.direct import add_dns_server_options
 from smtpclient.errors import SMTPClientError, UsageError
@@ -32,6 +36,7 @@ examples:
   smtpclient mx example.com
   smtpclient mx bücher.example --family ipv4
   smtpclient mx example.test --nameserver 127.0.0.1 --dns-port 5300 --seed 1 --json
+  smtpclient mx example.com --nameserver 127.0.0.1 --dnssec   # a validating resolver
 """
 
 
@@ -67,16 +72,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--seed", type=int, default=None, help="seed the shuffle of equal preferences"
     )
+    parser.add_argument(
+        "--dnssec",
+        action="store_true",
+        help="trust the nameserver to validate DNSSEC and show each host's DANE status",
+    )
+    parser.add_argument(
+        "--port", type=int, default=25, metavar="PORT", help="SMTP port of the TLSA names"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
 
-def _as_json(domain: str, hosts: list[MailHost], targets: list[Target]) -> dict[str, Any]:
+def _dane_json(policy: dane.HostPolicy) -> dict[str, Any]:
+    return {
+        "status": policy.status.name.lower(),
+        "tlsa_name": policy.name,
+        "reason": policy.reason,
+        "records": [str(record) for record in policy.records],
+    }
+
+
+def _as_json(
+    domain: str,
+    hosts: list[MailHost],
+    targets: list[Target],
+    policies: dict[str, dane.HostPolicy],
+) -> dict[str, Any]:
     return {
         "domain": domain,
         "implicit_mx": any(host.implicit for host in hosts),
         "hosts": [
-            {"name": h.name, "preference": h.preference, "addresses": list(h.addresses)}
+            {
+                "name": h.name,
+                "preference": h.preference,
+                "addresses": list(h.addresses),
+                "dane": _dane_json(policies[h.name]),
+            }
             for h in hosts
         ],
         "targets": [
@@ -85,7 +117,24 @@ def _as_json(domain: str, hosts: list[MailHost], targets: list[Target]) -> dict[
     }
 
 
-def _print(domain: str, hosts: list[MailHost], targets: list[Target], cap: int) -> None:
+def _dane_line(policy: dane.HostPolicy) -> str:
+    if policy.status is dane.DANEStatus.NOT_VALIDATED:
+        return "DANE: not checked (give --dnssec with a validating nameserver)"
+    what = {
+        dane.DANEStatus.ACTIVE: "authenticated STARTTLS required",
+        dane.DANEStatus.UNUSABLE: "STARTTLS required, not authenticated",
+        dane.DANEStatus.FAILED: "host not used (TLSA lookup failed)",
+    }.get(policy.status, "not used (usual TLS policy)")
+    return f"DANE: {policy.status} -- {what}; {policy.reason}"
+
+
+def _print(
+    domain: str,
+    hosts: list[MailHost],
+    targets: list[Target],
+    cap: int,
+    policies: dict[str, dane.HostPolicy],
+) -> None:
     if any(host.implicit for host in hosts):
         print(f"{domain}: no MX records; the domain's own address is its mail host (implicit MX)")
     else:
@@ -93,6 +142,9 @@ def _print(domain: str, hosts: list[MailHost], targets: list[Target], cap: int) 
     width = max(len(host.name) for host in hosts)
     for host in hosts:
         print(f"  {host.preference:>5}  {host.name:<{width}}  {' '.join(host.addresses)}")
+        print(f"         {_dane_line(policies[host.name])}")
+        for record in policies[host.name].records:
+            print(f"           TLSA {record}")
     limit = f"at most {cap}" if cap else "no limit"
     print(f"targets ({limit}), in connection order:")
     wide = max(len(target.address) for target in targets)
@@ -111,15 +163,20 @@ def run(args: argparse.Namespace) -> int:
             prefer=args.prefer,
             max_addresses=args.max_addresses,
             rng=random.Random(args.seed) if args.seed is not None else None,  # noqa: S311
+            dnssec=args.dnssec,
         )
         hosts = resolver.mail_hosts(args.domain)
+        policies = {
+            h.name: dane.host_policy(resolver, args.domain, h.name, args.port) for h in hosts
+        }
     except (SMTPClientError, UsageError, ValueError, TypeError) as exc:
         error(f"{args.domain}: {exc}")
         return exit_code_for(exc)
     targets = plan_targets(hosts, prefer=args.prefer, max_addresses=args.max_addresses)
     if args.json:
-        json.dump(_as_json(args.domain, hosts, targets), sys.stdout, indent=2, ensure_ascii=False)
+        found = _as_json(args.domain, hosts, targets, policies)
+        json.dump(found, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        _print(args.domain, hosts, targets, args.max_addresses)
+        _print(args.domain, hosts, targets, args.max_addresses, policies)
     return EX_OK

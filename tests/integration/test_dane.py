@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from servers.smtpd import AiosmtpdServer
 from servers.unbound import SignedKnotServer, UnboundServer
 
 from smtpclient import Resolver, Timeouts, deliver
+from smtpclient.cli import main
 from smtpclient.report import DeliveryReport, Outcome, Status
 from smtpclient.tlspolicy import TLSPolicy
 
@@ -325,3 +327,21 @@ def test_resolver_reports_secure_answers(world: World) -> None:
     assert not resolver.lookup("plain.test", "MX").secure
     tlsa = resolver.lookup(f"_{world.port}._tcp.mx-ee.dane.test", "TLSA")
     assert tlsa.secure and tlsa.values[0][:3] == (3, 1, 1)
+
+
+def test_cli_mx_shows_dane_status(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    dns_args = ["--nameserver", world.unbound.host, "--dns-port", str(world.unbound.port)]
+    port_args = ["--port", str(world.port)]
+    assert main(["mx", "ee.dane.test", *dns_args, *port_args, "--dnssec", "--json"]) == 0
+    (host,) = json.loads(capsys.readouterr().out)["hosts"]
+    assert host["dane"]["status"] == "active"
+    assert host["dane"]["tlsa_name"] == f"_{world.port}._tcp.mx-ee.dane.test"
+    assert [r.split()[:3] for r in host["dane"]["records"]] == [["3", "1", "1"]]
+    assert main(["mx", "unusable.dane.test", *dns_args, *port_args, "--dnssec"]) == 0
+    assert "STARTTLS required, not authenticated" in capsys.readouterr().out
+    assert main(["mx", "bogus.dane.test", *dns_args, *port_args, "--dnssec"]) == 0
+    assert "TLSA lookup failed" in capsys.readouterr().out
+    assert main(["mx", "plain.test", *dns_args, *port_args, "--dnssec"]) == 0
+    assert "DANE: insecure" in capsys.readouterr().out
+    assert main(["mx", "ee.dane.test", *dns_args, *port_args]) == 0  # no --dnssec
+    assert "DANE: not checked" in capsys.readouterr().out
