@@ -22,6 +22,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import dns.flags
+import dns.resolver
 import pytest
 import trustme
 from cryptography import x509
@@ -345,3 +347,19 @@ def test_cli_mx_shows_dane_status(world: World, capsys: pytest.CaptureFixture[st
     assert "DANE: insecure" in capsys.readouterr().out
     assert main(["mx", "ee.dane.test", *dns_args, *port_args]) == 0  # no --dnssec
     assert "DANE: not checked" in capsys.readouterr().out
+
+
+def test_ad_bit_is_ignored_unless_the_resolver_is_trusted(world: World) -> None:
+    """A dnspython resolver that asks for AD gets it back from Unbound, yet a
+    Resolver not told dnssec=True never calls the answer secure."""
+    asking = dns.resolver.Resolver(configure=False)
+    asking.nameservers = [world.unbound.host]
+    asking.port = world.unbound.port
+    asking.use_edns(0, dns.flags.DO, 1232)
+    asking.flags = dns.flags.RD | dns.flags.AD
+    raw = asking.resolve("ee.dane.test.", "MX")
+    assert raw.response.flags & dns.flags.AD  # the resolver did validate
+    untrusted = Resolver(dns_resolver=asking)
+    assert not untrusted.lookup("ee.dane.test", "MX").secure
+    trusted = Resolver(nameservers=[world.unbound.host], port=world.unbound.port, dnssec=True)
+    assert trusted.lookup("ee.dane.test", "MX").secure
