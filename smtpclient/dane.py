@@ -98,11 +98,12 @@ class TLSARecord:
     @property
     def usable(self) -> bool:
         """Usable for SMTP (RFC 7672 §3.1): DANE-TA or DANE-EE, a known
-        selector and matching type, and a digest of the right length."""
+        selector and matching type, a digest of the right length, and a
+        full certificate that is one."""
         if self.usage not in (DANE_TA, DANE_EE) or self.selector not in (FULL_CERT, SPKI):
             return False
         if self.mtype == EXACT:
-            return bool(self.data)
+            return spki_of(self.data) is not None if self.selector == FULL_CERT else bool(self.data)
         return len(self.data) == _DIGEST_SIZES.get(self.mtype, -1)
 
     def matches(self, certificate: bytes) -> bool:
@@ -299,14 +300,23 @@ def _client_context(cls: type[ssl.SSLContext] = ssl.SSLContext) -> ssl.SSLContex
     return context
 
 
-def anchor_context(anchors: Iterable[bytes]) -> ssl.SSLContext:
+def anchor_context(anchors: Iterable[bytes], host: str) -> ssl.SSLContext:
     """A context that trusts only *anchors* (DER certificates; an
-    intermediate may be one) and checks the host name."""
+    intermediate may be one) and checks the host name.
+
+    Raises:
+        DANEError: OpenSSL cannot read an anchor.
+    """
     context = _client_context()
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    context.load_verify_locations(cadata=b"".join(anchors))
+    try:
+        context.load_verify_locations(cadata=b"".join(anchors))
+    except (ssl.SSLError, ValueError) as exc:
+        raise _error(
+            f"DANE: a TLSA trust anchor of {host} is not a usable certificate", host
+        ) from exc
     return context
 
 
@@ -344,7 +354,7 @@ def open_session(policy: HostPolicy, connect: Callable[[ssl.SSLContext], Session
     ta_certs = [r.data for r in records if (r.usage, r.selector, r.mtype) == (DANE_TA, 0, EXACT)]
     if records and len(ta_certs) == len(records):
         # Only full trust-anchor certificates: one verifying handshake does it all.
-        session = _handshake(connect, anchor_context(ta_certs), host)
+        session = _handshake(connect, anchor_context(ta_certs, host), host)
         return _verified(session, "DANE-TA, 2 0 0")
     context = _client_context(_RecordingContext)
     session = _handshake(connect, context, host)
@@ -366,7 +376,7 @@ def open_session(policy: HostPolicy, connect: Callable[[ssl.SSLContext], Session
         )
     # DANE-TA: verify the chain to the matched anchor and the name, on a new connection.
     _discard(session)
-    session = _handshake(connect, anchor_context(anchors), host)
+    session = _handshake(connect, anchor_context(anchors, host), host)
     return _verified(session, "DANE-TA")
 
 

@@ -20,6 +20,7 @@ from smtpclient.dane import (
     DANEStatus,
     HostPolicy,
     TLSARecord,
+    anchor_context,
     host_policy,
     open_session,
     spki_of,
@@ -30,6 +31,7 @@ from smtpclient.dnslookup import Records, TransientDNSError, dns_error
 from smtpclient.errors import TransientError
 
 D32, D64 = b"\x01" * 32, b"\x02" * 64
+CERT = ssl.PEM_cert_to_DER_cert(trustme.CA().cert_pem.bytes().decode())
 
 
 @pytest.mark.parametrize(
@@ -37,7 +39,9 @@ D32, D64 = b"\x01" * 32, b"\x02" * 64
     [
         (3, 1, 1, D32, True),  # DANE-EE SPKI SHA-256: the common record
         (3, 0, 2, D64, True),
-        (2, 0, 0, b"\x30\x00", True),  # DANE-TA full certificate
+        (2, 0, 0, CERT, True),  # DANE-TA full certificate
+        (2, 0, 0, b"\x30\x03\x02\x01\x01", False),  # "full certificate" that is not one
+        (3, 1, 0, b"\x30\x00", True),  # a full key is not parsed: it only has to match
         (2, 1, 1, D32, True),
         (0, 1, 1, D32, False),  # PKIX-TA: unusable for SMTP (RFC 7672 §3.1.3)
         (1, 1, 1, D32, False),  # PKIX-EE: unusable too
@@ -216,3 +220,13 @@ def test_failed_lookup_never_connects() -> None:
     assert isinstance(caught.value, TransientError)
     assert caught.value.reply is not None and caught.value.reply.code == 451
     assert caught.value.host == "mx.example.com"
+
+
+def test_anchor_context_trusts_only_the_anchor() -> None:
+    context = anchor_context([CERT], "mx.example.com")
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+    assert context.verify_flags & ssl.VERIFY_X509_PARTIAL_CHAIN
+    serial = x509.load_der_x509_certificate(CERT).serial_number
+    assert [int(c["serialNumber"], 16) for c in context.get_ca_certs()] == [serial]
+    with pytest.raises(DANEError, match="trust anchor"):
+        anchor_context([b"\x30\x03\x02\x01\x01"], "mx.example.com")
