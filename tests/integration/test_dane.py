@@ -32,7 +32,7 @@ from servers.multihome import on_one_port
 from servers.smtpd import AiosmtpdServer
 from servers.unbound import SignedKnotServer, UnboundServer
 
-from smtpclient import Resolver, Timeouts, deliver
+from smtpclient import Resolver, Timeouts, TLSMode, deliver
 from smtpclient.cli import main
 from smtpclient.report import DeliveryReport, Outcome, Status
 from smtpclient.tlspolicy import TLSPolicy
@@ -175,6 +175,8 @@ def zone_text(origin: str, port: int, certs: Certs) -> str:
             lines += [f"{tlsa_owner} NS ns.{origin}.", f"{tlsa_owner} DS {BAD_DS}"]
         else:
             lines += [f"{tlsa_owner} TLSA {record}" for record in host.tlsa(certs)]
+    if origin == "dane.test":  # a host that fails DANE first, then one that passes
+        lines += ["fallback MX 10 mx-mismatch", "fallback MX 20 mx-ee"]
     return "\n".join(lines) + "\n"
 
 
@@ -226,10 +228,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def send(world: World, case: str, **options: Any) -> tuple[Outcome, DeliveryReport]:
-    host = BY_CASE[case]
+    domain = BY_CASE[case].domain if case in BY_CASE else f"{case}.dane.test"
     msg = EmailMessage()
     msg["From"] = "sender@origin.test"
-    msg["To"] = f"user@{host.domain}"
+    msg["To"] = f"user@{domain}"
     msg["Subject"] = f"dane {case}"
     msg.set_content("hello\n")
     options.setdefault("resolver", world.resolver)
@@ -363,3 +365,21 @@ def test_ad_bit_is_ignored_unless_the_resolver_is_trusted(world: World) -> None:
     assert not untrusted.lookup("ee.dane.test", "MX").secure
     trusted = Resolver(nameservers=[world.unbound.host], port=world.unbound.port, dnssec=True)
     assert trusted.lookup("ee.dane.test", "MX").secure
+
+
+def test_a_host_failing_dane_gives_way_to_the_next_mx(world: World) -> None:
+    before = received(world, "mismatch"), received(world, "ee")
+    outcome, report = send(world, "fallback")
+    assert outcome.status is Status.DELIVERED, outcome.reason
+    assert outcome.host == "mx-ee.dane.test" and outcome.tls_policy is TLSPolicy.DANE
+    assert outcome.tls is not None and outcome.tls.verified
+    first, *_ = report.domains["fallback.dane.test"].visits
+    assert first.host == "mx-mismatch.dane.test" and "DANE" in first.result
+    assert (received(world, "mismatch"), received(world, "ee")) == (before[0], before[1] + 1)
+
+
+def test_tls_none_switches_dane_off(world: World) -> None:
+    """The caller's explicit "no TLS" is the one setting DANE does not override."""
+    outcome, _ = send(world, "mismatch", tls=TLSMode.NONE)
+    assert outcome.status is Status.DELIVERED, outcome.reason
+    assert outcome.tls_policy is TLSPolicy.NONE and outcome.tls is None
