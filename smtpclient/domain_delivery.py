@@ -151,6 +151,7 @@ class DomainDelivery:
     def _refused(self, recipient: str, reply: Reply, where: Target) -> None:
         reason = f"{where.host}: {reply.code} {reply.text}"
         details: dict[str, Any] = {"reply": reply, "host": where.host, "address": where.address}
+        details["tls_policy"] = self._tls_policy
         if is_transient_refusal(Stage.RCPT, reply):
             self._keep_open(recipient, reason, **details)
         else:
@@ -394,7 +395,7 @@ class DomainDelivery:
     def _judge_error(self, batch: list[str], exc: SMTPClientError, target: Target) -> None:
         """Sort out a transaction that raised: each recipient's own reply
         first, then the exception decides for the rest."""
-        where = {"host": target.host, "address": target.address}
+        where = {"host": target.host, "address": target.address, "tls_policy": self._tls_policy}
         result = exc.result
         known: dict[str, Reply] = {}
         if result is not None:
