@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dns.exception
+import dns.flags
 import dns.name
 import dns.resolver
 
@@ -71,8 +72,13 @@ class Records:
     """One DNS answer as the cache keeps it."""
 
     canonical: str  # the name at the end of any CNAME chain
-    values: tuple[Any, ...]  # MX: (preference, exchange); A/AAAA: address strings
+    # MX: (preference, exchange); A/AAAA: address strings;
+    # TLSA: (usage, selector, matching type, association data bytes)
+    values: tuple[Any, ...]
     exists: bool = True  # False: NXDOMAIN
+    # DNSSEC: the answer came with the AD bit from a resolver trusted to
+    # validate (``query(..., trust_ad=True)``); always False otherwise.
+    secure: bool = False
 
 
 class Budget:
@@ -150,8 +156,13 @@ def query(
     name: str,
     rdtype: str,
     budget: Budget,
+    *,
+    trust_ad: bool = False,
 ) -> Records:
     """One query for (*name*, *rdtype*), answered from *cache* when it can be.
+
+    With *trust_ad* (the resolver is trusted to validate DNSSEC) the
+    answer's AD bit becomes ``Records.secure``; otherwise it is ignored.
 
     Raises:
         TransientDNSError, DNSTimeoutError: no usable answer.
@@ -193,6 +204,8 @@ def query(
             "4.4.3",
         ) from exc
     records = records_from(name, rdtype, answer)
+    if trust_ad and answer.response.flags & dns.flags.AD:
+        records = Records(records.canonical, records.values, records.exists, secure=True)
     ttl = max(0.0, float(answer.expiration) - time.time())
     cache.put(name, rdtype, records, ttl, negative=not records.values)
     return records
@@ -209,6 +222,10 @@ def records_from(name: str, rdtype: str, answer: Any) -> Records:
         )
     elif rdtype == "TXT":  # one string per record, its character-strings joined
         values = tuple(b"".join(rd.strings).decode("utf-8", "replace") for rd in rrset)
+    elif rdtype == "TLSA":
+        values = tuple(
+            (int(rd.usage), int(rd.selector), int(rd.mtype), bytes(rd.cert)) for rd in rrset
+        )
     else:
         values = tuple(str(rd.address) for rd in rrset)
     return Records(canonical, values)

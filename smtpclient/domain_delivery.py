@@ -32,11 +32,13 @@ from datetime import datetime
 from email.message import Message
 from typing import Any
 
+from smtpclient import dane
 from smtpclient.body import BodySource
 from smtpclient.dnslookup import HostsFilteredError
 from smtpclient.envelope import DSN
 from smtpclient.errors import (
     CertificateVerifyError,
+    ConnectError,
     InvalidAddressError,
     MessageContentError,
     PermanentError,
@@ -291,6 +293,10 @@ class DomainDelivery:
 
     def _open_session(self, target: Target, sock: Any) -> Session | None:
         """Greeting, EHLO and TLS on *sock*; None (and a note) when the host fails."""
+        if self.settings.tls is not TLSMode.NONE:
+            found = dane.host_policy(self.resolver, self.domain, target.host, self.settings.port)
+            if found.applies:  # DANE takes precedence over any other policy (RFC 8461 §2)
+                return self._open_dane(target, sock, found)
         self.decision = self.security.for_host(target.host)
         tls = self.decision.mode
         context = self.decision.context
@@ -333,6 +339,28 @@ class DomainDelivery:
                 self.policy_failures[target.host] = failure
                 self._visit(target, failure)
             return session
+
+    def _open_dane(self, target: Target, sock: Any, decision: dane.HostPolicy) -> Session | None:
+        """Open a session to a host whose TLSA records decide its TLS
+        (``dane.open_session``); None (and a note) when the host fails."""
+        self.decision = HostTLS(TLSPolicy.DANE, TLSMode.STARTTLS, None, True, "dane")
+        unused = [sock]
+
+        def connect(context: ssl.SSLContext) -> Session:
+            fresh = unused.pop() if unused else self._reconnect(target)
+            if fresh is None:
+                raise ConnectError(f"could not connect again to {target.address}")
+            return self._connect(target, fresh, TLSMode.STARTTLS, context)
+
+        try:
+            return dane.open_session(decision, connect)
+        except SMTPClientError as exc:
+            stage = "DANE" if isinstance(exc, dane.DANEError) else str(exc.stage or "connect")
+            self._host_failed(target, stage, exc)
+            return None
+        finally:
+            for left in unused:
+                left.close()
 
     def _visit(self, target: Target, result: str, tls: Any = None) -> None:
         self.visits.append(HostVisit(target.host, target.address, result, tls))

@@ -4,7 +4,9 @@
 the MX host and what is known about the domain's policies, it returns the
 ``TLSPolicy`` that applies (recorded in each outcome) with the TLS mode,
 context and verification the session must use.  DANE (RFC 7672) takes
-precedence over MTA-STS for a host (RFC 8461 §2) and plugs in here.
+precedence over MTA-STS for a host (RFC 8461 §2): direct delivery asks
+``dane.host_policy()`` first and comes here only when no usable, secure
+TLSA records decide the host.
 
 ``DomainTLS`` holds one domain's MTA-STS state for a delivery: the policy
 discovered (``mtasts_fetch.discover``), the filter that keeps an enforce

@@ -6,7 +6,10 @@ then the connection targets exactly as ``smtpclient.deliver`` would try
 them: families interleaved within each preference level and capped at
 ``--max-addresses``, and the domain's MTA-STS policy (RFC 8461: the
 ``_mta-sts`` TXT record and the policy fetched over HTTPS, unless
-``--no-mta-sts``).  No SMTP connection is made.
+``--no-mta-sts``).  With ``--dnssec`` (the nameserver is trusted to
+validate DNSSEC) each host's DANE status is shown too: whether its TLSA
+records (RFC 7672) make authenticated STARTTLS mandatory.  No SMTP
+connection is made.
 
 Exit status: 0 with targets; 69 when the domain cannot get mail (NXDOMAIN,
 null MX, no address); 75 when DNS failed or timed out (try again later);
@@ -21,6 +24,7 @@ import random
 import sys
 from typing import TYPE_CHECKING, Any
 
+from smtpclient import dane
 from smtpclient.cli.common import EX_OK, error, exit_code_for
 from smtpclient.cli.direct import add_dns_server_options
 from smtpclient.dnslookup import ascii_name
@@ -39,6 +43,7 @@ examples:
   smtpclient mx example.com
   smtpclient mx bücher.example --family ipv4
   smtpclient mx example.test --nameserver 127.0.0.1 --dns-port 5300 --seed 1 --json
+  smtpclient mx example.com --nameserver 127.0.0.1 --dnssec   # a validating resolver
 """
 
 
@@ -92,6 +97,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="trust only these CAs for the policy fetch (default: certifi's bundle)",
     )
+    parser.add_argument(
+        "--dnssec",
+        action="store_true",
+        help="trust the nameserver to validate DNSSEC and show each host's DANE status",
+    )
+    parser.add_argument(
+        "--port", type=int, default=25, metavar="PORT", help="SMTP port of the TLSA names"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
@@ -120,15 +133,33 @@ def _policy_line(lookup: PolicyLookup | None) -> str:
     return f"{text}; {lookup.note}" if lookup.note else text
 
 
+def _dane_json(policy: dane.HostPolicy) -> dict[str, Any]:
+    return {
+        "status": policy.status.name.lower(),
+        "tlsa_name": policy.name,
+        "reason": policy.reason,
+        "records": [str(record) for record in policy.records],
+    }
+
+
 def _as_json(
-    domain: str, hosts: list[MailHost], targets: list[Target], lookup: PolicyLookup | None
+    domain: str,
+    hosts: list[MailHost],
+    targets: list[Target],
+    lookup: PolicyLookup | None,
+    policies: dict[str, dane.HostPolicy],
 ) -> dict[str, Any]:
     return {
         "domain": domain,
         "mta_sts": _policy_json(lookup),
         "implicit_mx": any(host.implicit for host in hosts),
         "hosts": [
-            {"name": h.name, "preference": h.preference, "addresses": list(h.addresses)}
+            {
+                "name": h.name,
+                "preference": h.preference,
+                "addresses": list(h.addresses),
+                "dane": _dane_json(policies[h.name]),
+            }
             for h in hosts
         ],
         "targets": [
@@ -137,12 +168,24 @@ def _as_json(
     }
 
 
+def _dane_line(policy: dane.HostPolicy) -> str:
+    if policy.status is dane.DANEStatus.NOT_VALIDATED:
+        return "DANE: not checked (give --dnssec with a validating nameserver)"
+    what = {
+        dane.DANEStatus.ACTIVE: "authenticated STARTTLS required",
+        dane.DANEStatus.UNUSABLE: "STARTTLS required, not authenticated",
+        dane.DANEStatus.FAILED: "host not used (TLSA lookup failed)",
+    }.get(policy.status, "not used (usual TLS policy)")
+    return f"DANE: {policy.status} -- {what}; {policy.reason}"
+
+
 def _print(
     domain: str,
     hosts: list[MailHost],
     targets: list[Target],
     cap: int,
     lookup: PolicyLookup | None,
+    policies: dict[str, dane.HostPolicy],
 ) -> None:
     if any(host.implicit for host in hosts):
         print(f"{domain}: no MX records; the domain's own address is its mail host (implicit MX)")
@@ -155,6 +198,9 @@ def _print(
         if sts is not None and str(sts.mode) != "none" and not sts.matches(host.name):
             outside = "  (not in the MTA-STS policy)"
         print(f"  {host.preference:>5}  {host.name:<{width}}  {' '.join(host.addresses)}{outside}")
+        print(f"         {_dane_line(policies[host.name])}")
+        for record in policies[host.name].records:
+            print(f"           TLSA {record}")
     limit = f"at most {cap}" if cap else "no limit"
     print(f"targets ({limit}), in connection order:")
     wide = max(len(target.address) for target in targets)
@@ -197,8 +243,12 @@ def run(args: argparse.Namespace) -> int:
             max_addresses=args.max_addresses,
             target_policy=args.target_policy,
             rng=random.Random(args.seed) if args.seed is not None else None,  # noqa: S311
+            dnssec=args.dnssec,
         )
         hosts = resolver.mail_hosts(args.domain)
+        policies = {
+            h.name: dane.host_policy(resolver, args.domain, h.name, args.port) for h in hosts
+        }
     except (SMTPClientError, UsageError, ValueError, TypeError) as exc:
         error(f"{args.domain}: {exc}")
         return exit_code_for(exc)
@@ -211,9 +261,9 @@ def run(args: argparse.Namespace) -> int:
             error(f"{args.domain}: {exc}")
             return exit_code_for(exc)
     if args.json:
-        found = _as_json(args.domain, hosts, targets, lookup)
+        found = _as_json(args.domain, hosts, targets, lookup, policies)
         json.dump(found, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        _print(args.domain, hosts, targets, args.max_addresses, lookup)
+        _print(args.domain, hosts, targets, args.max_addresses, lookup, policies)
     return EX_OK

@@ -36,6 +36,7 @@ from __future__ import annotations
 from smtpclient.errors.base import (
     CertificateVerifyError,
     ConnectError,
+    DANEError,
     NotSentError,
     PermanentError,
     PoolTimeout,
@@ -111,6 +112,7 @@ from smtpclient.errors.usage import (
 )
 
 __all__ = [
+    "DANEError",
     "MTASTSError",
     "PolicyError",
     "PolicyFetchError",

@@ -309,3 +309,8 @@ class ReplyTooLargeError(ReplyLimitExceeded, smtplib.SMTPResponseException):
         super().__init__(message, limit=limit, value=value, **context)
         self.smtp_code, self.smtp_error = 500, message.encode()
         self.args = (500, self.smtp_error)
+
+
+class DANEError(TLSError):
+    """DANE authentication of a mail host failed, or its TLSA records could
+    not be looked up: do not deliver to this host now (transient)."""
