@@ -124,15 +124,20 @@ class Channel:
         self.total = Deadline(total, stage) if total else None
         self.tracing = transcript.isEnabledFor(logging.DEBUG)
 
-    def start_mail(self, total: float | None) -> None:
-        """``start`` for sending mail; first checks that the session is ready.
+    def start_mail(self, total: float | None, *, expect_silence: bool = False) -> None:
+        """``start`` for sending mail; first checks that the session is ready
+        and, with *expect_silence*, that the server sent nothing unasked.
 
         Raises:
             SessionClosedError: the session is closed or broken.
             RuntimeError: a transaction is open (a bug in the caller).
+            ProtocolError, ServiceClosing, ServerDisconnected: as
+                ``check_unsolicited`` (the session is closed).
         """
         if self._state is not SessionState.READY:
             check_allowed("mail", self._state)
+        if expect_silence and (self._parser.buffered or self.transport.readable()):
+            self.check_unsolicited(Stage.MAIL)
         self.total = Deadline(total, Stage.MAIL) if total else None
         self.tracing = transcript.isEnabledFor(logging.DEBUG)
 
@@ -164,14 +169,21 @@ class Channel:
         """
         if transcript.isEnabledFor(logging.DEBUG):
             self._log_sent(data, shown)
-        self._sendall(data, self.deadline(stage))
+        deadline = self.deadline(stage)
+        try:
+            self.transport.sendall(data, deadline)
+        except SMTPClientError as exc:
+            raise self.broken(exc, deadline.stage) from exc.__cause__
 
     def send(self, data: bytes, deadline: Deadline, shown: Shown = None) -> None:
         """``write`` with a deadline made by the caller, for the fast path:
         the transcript as read by ``start``."""
         if self.tracing:
             self._log_sent(data, shown)
-        self._sendall(data, deadline)
+        try:
+            self.transport.sendall(data, deadline)
+        except SMTPClientError as exc:
+            raise self.broken(exc, deadline.stage) from exc.__cause__
 
     def open_transaction(self, data: bytes, deadline: Deadline, shown: Shown = None) -> None:
         """For the fast path: the transaction opens (``Event.MAIL``) and
@@ -188,9 +200,6 @@ class Channel:
             self._state = state
         if self.tracing:
             self._log_sent(data, shown)
-        self._sendall(data, deadline)
-
-    def _sendall(self, data: bytes, deadline: Deadline) -> None:
         try:
             self.transport.sendall(data, deadline)
         except SMTPClientError as exc:
@@ -242,7 +251,10 @@ class Channel:
         through ``read``."""
         parser = self._parser
         if not parser.buffered:
-            self._receive(deadline)
+            try:
+                parser.feed(self.transport.recv(deadline))
+            except SMTPClientError as exc:
+                raise self.broken(exc, deadline.stage) from exc.__cause__
         try:
             ready = parser.take(1)
         except SMTPClientError as exc:
@@ -292,7 +304,10 @@ class Channel:
                         if stage is not Stage.DATA_DONE
                         else self.deadline(stage)
                     )
-                self._receive(deadline)
+                try:
+                    parser.feed(self.transport.recv(deadline))
+                except SMTPClientError as exc:
+                    raise self.broken(exc, deadline.stage) from exc.__cause__
                 continue
             try:
                 # Never a 421: take() leaves one for read(), which acts on it.
@@ -314,13 +329,6 @@ class Channel:
                 index += 1
             replies += ready
         return replies
-
-    def _receive(self, deadline: Deadline) -> None:
-        """One read into the reply parser, within *deadline*."""
-        try:
-            self._parser.feed(self.transport.recv(deadline))
-        except SMTPClientError as exc:
-            raise self.broken(exc, deadline.stage) from exc.__cause__
 
     def _show(self, reply: Reply) -> None:
         last = len(reply.lines) - 1
