@@ -58,7 +58,7 @@ class Opened:
 class _Attempt:
     """One connection attempt's progress (the retry decision needs it)."""
 
-    __slots__ = ("handshake_started", "plaintext_reason", "verify_error")
+    __slots__ = ("handshake_started", "plaintext_reason", "verify_error")  # started: TLS attempted
 
     def __init__(self, verify_error: str | None, plaintext_reason: str | None) -> None:
         self.verify_error = verify_error
@@ -262,7 +262,7 @@ def starttls(
 ) -> TLSInfo:
     """STARTTLS and the handshake; the caller says EHLO again next (every
     capability learnt before TLS is forgotten).  *started*, a callable, is
-    called when the handshake begins.
+    called once the server agreed (220): TLS is being attempted.
 
     Raises:
         StartTLSError: the reply was not 220 (the plaintext session goes on).
@@ -274,6 +274,11 @@ def starttls(
     reply = channel.command(commands.starttls(), Stage.STARTTLS)
     if reply.code != 220:
         raise StartTLSError(reply=reply, stage=Stage.STARTTLS, host=channel.host)
+    if started is not None:
+        # From the 220 on, a failure is TLS failing on this connection (a
+        # close in the same segment as the 220 included): OPPORTUNISTIC
+        # retries in plaintext on a new one.
+        started()
     # RFC 3207 §4.2: anything received before the handshake was not
     # protected and may have been injected; it must not be read later
     # as a reply to a command sent under TLS.
@@ -286,8 +291,6 @@ def starttls(
             raise channel.broken(exc, Stage.STARTTLS) from exc.__cause__
     if dropped:
         log.warning("%s: discarded %d bytes received after 220 to STARTTLS", channel.host, dropped)
-    if started is not None:
-        started()
     try:
         info = start_tls_now(channel, context, server_hostname, verify_error)
     except SMTPClientError as exc:
