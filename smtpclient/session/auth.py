@@ -178,8 +178,12 @@ def authenticate(
     if callable(credentials) and not isinstance(credentials, Credentials):
         # A provider: asked only now, when the secret is about to be used.
         credentials = credentials()
-    channel.check_unsolicited(Stage.AUTH)
-    return run(channel, extensions, credentials, requested)
+    channel.start(channel.timeouts.total, Stage.AUTH)  # AUTH is under the total too
+    try:
+        channel.check_unsolicited(Stage.AUTH)
+        return run(channel, extensions, credentials, requested)
+    finally:
+        channel.finish()
 
 
 def _insecure_reason(

@@ -38,6 +38,7 @@ from smtpclient.protocol.state import (
     check_allowed,
 )
 from smtpclient.protocol.status import error_for
+from smtpclient.session.budget import CALL_DEADLINE
 from smtpclient.session.transcript import Shown, printable, transcript
 from smtpclient.timeouts import DATA_DONE_FLOOR, Deadline, Timeouts
 from smtpclient.transport import Transport
@@ -121,7 +122,8 @@ class Channel:
     def start(self, total: float | None, stage: Stage = Stage.MAIL) -> None:
         """An operation begins: its overall deadline (*total* seconds) starts
         now, and the transcript's level is read once for all of it."""
-        self.total = Deadline(total, stage) if total else None
+        cap = CALL_DEADLINE.get()  # the whole call's budget, if a face opened one
+        self.total = Deadline(total, stage, cap) if total else cap
         self.tracing = transcript.isEnabledFor(logging.DEBUG)
 
     def start_mail(self, total: float | None, *, expect_silence: bool = False) -> None:
@@ -138,7 +140,8 @@ class Channel:
             check_allowed("mail", self._state)
         if expect_silence and (self._parser.buffered or self.transport.readable()):
             self.check_unsolicited(Stage.MAIL)
-        self.total = Deadline(total, Stage.MAIL) if total else None
+        cap = CALL_DEADLINE.get()  # the whole call's budget, if a face opened one
+        self.total = Deadline(total, Stage.MAIL, cap) if total else cap
         self.tracing = transcript.isEnabledFor(logging.DEBUG)
 
     def finish(self) -> None:

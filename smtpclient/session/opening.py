@@ -33,6 +33,7 @@ from smtpclient.protocol import commands
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Event, SessionState, Stage, check_allowed
+from smtpclient.session.budget import CALL_DEADLINE
 from smtpclient.session.channel import Channel
 from smtpclient.session.config import TLSOutcome
 from smtpclient.timeouts import Deadline
@@ -80,7 +81,8 @@ def open_channel(options: ConnectOptions) -> tuple[Channel, Opened]:
     stage = "verify"  # then "unverified", then "plain" (OPPORTUNISTIC only)
     verify_error: str | None = None
     plaintext_reason: str | None = None
-    total = Deadline(settings.total, Stage.CONNECT) if settings.total else None
+    cap = CALL_DEADLINE.get()  # the whole call's budget, if a face opened one
+    total = Deadline(settings.total, Stage.CONNECT, cap) if settings.total else cap
     may_retry = mode is TLSMode.OPPORTUNISTIC and options.sock is None
     while True:
         channel = Channel(
