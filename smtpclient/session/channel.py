@@ -82,8 +82,6 @@ class Channel:
         # Seconds per stage, looked up on every wait.
         self._seconds = {stage: timeouts.for_stage(stage) for stage in Stage}
 
-    # --- state --------------------------------------------------------------------------
-
     @property
     def state(self) -> SessionState:
         """Where the session stands (changed only by ``transition``)."""
@@ -116,8 +114,6 @@ class Channel:
         *overtaken*: the next message's MAIL was already sent (``send_many``)."""
         self.transition(Event.EARLIER_DONE if overtaken else Event.TRANSACTION_DONE)
         self.messages_sent += 1
-
-    # --- operations ---------------------------------------------------------------------
 
     def start(self, total: float | None, stage: Stage = Stage.MAIL) -> None:
         """An operation begins: its overall deadline (*total* seconds) starts
@@ -160,8 +156,6 @@ class Channel:
             if cap.expires < floor.expires:
                 cap = floor
         return Deadline(self._seconds[stage], stage, cap)
-
-    # --- writing ------------------------------------------------------------------------
 
     def write(self, data: bytes, stage: Stage, *, shown: Shown = None) -> None:
         """Send *data* within *stage*'s deadline; *shown* (or what it returns
@@ -214,8 +208,6 @@ class Channel:
         text = shown if shown is not None else data.decode("utf-8", "replace").rstrip("\r\n")
         for line in text.split("\r\n"):
             transcript.debug("%s C: %s", self.host, line)
-
-    # --- reading ------------------------------------------------------------------------
 
     def read(self, stage: Stage, deadline: Deadline | None = None) -> Reply:
         """Read one complete reply within the stage's deadline (*deadline*:
@@ -343,8 +335,6 @@ class Channel:
         """Drop every reply octet received and not yet read; return how many."""
         return self._parser.discard()
 
-    # --- unsolicited data ---------------------------------------------------------------
-
     def server_spoke(self, stage: Stage) -> bool:
         """True when the server sent data nobody asked for; never waits.
 
@@ -414,8 +404,6 @@ class Channel:
                 host=self.host,
             )
 
-    # --- errors -------------------------------------------------------------------------
-
     def broken(self, exc: SMTPClientError, stage: Stage) -> SMTPClientError:
         """Close the connection and return *exc* with host and stage filled in."""
         self.abort()
@@ -446,8 +434,6 @@ class Channel:
             stage=stage,
             host=self.host,
         )
-
-    # --- closing ------------------------------------------------------------------------
 
     def abort(self) -> None:
         """Close at once, no QUIT: after an error the stream cannot be trusted."""
