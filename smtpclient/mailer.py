@@ -37,6 +37,7 @@ from smtpclient.results import SendResult
 from smtpclient.retry import RetryPolicy, closed_while_idle, never_sent, resendable
 from smtpclient.server import ServerSettings
 from smtpclient.session import Session
+from smtpclient.session.budget import overall
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
 
@@ -61,7 +62,9 @@ class Mailer:
     (see ``SessionPool``); pass *pool* to share one pool among Mailers (its
     own limits then apply, and ``close()`` leaves it open).  *retry* is a
     ``RetryPolicy`` or a number of attempts (default: no retries); *dsn* is
-    the default DSN request for every message.
+    the default DSN request for every message.  ``timeouts.total`` bounds
+    each attempt of ``send``/``sendmail`` as a whole: the checkout (a new
+    connection and its AUTH included) through the final reply.
 
     Raises:
         TypeError, ValueError: inconsistent or malformed arguments.
@@ -224,20 +227,23 @@ class Mailer:
         fresh = False
         while True:
             self._check_open()
-            try:
-                lease = self.pool.checkout(self.settings, fresh=fresh)
-            except SMTPClientError as exc:
-                if not self._may_retry(exc, retries):
-                    raise
-                retries += 1
-                self._pause(retries, exc)
-                continue
-            fresh = False
-            with lease:
+            # One total per attempt: checkout (a new connection included)
+            # through the final reply.
+            with overall(self.settings.timeouts.total):
                 try:
-                    return work(lease.session)
+                    lease = self.pool.checkout(self.settings, fresh=fresh)
                 except SMTPClientError as exc:
-                    error = exc
+                    if not self._may_retry(exc, retries):
+                        raise
+                    retries += 1
+                    self._pause(retries, exc)
+                    continue
+                fresh = False
+                with lease:
+                    try:
+                        return work(lease.session)
+                    except SMTPClientError as exc:
+                        error = exc
             if lease.reused and not stale_retried and closed_while_idle(error):
                 log.info("pooled connection was closed by the server (%s); sending again", error)
                 stale_retried = fresh = True

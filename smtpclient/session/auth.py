@@ -57,7 +57,12 @@ MAX_AUTH_LINE = 512
 
 
 def _cancel(channel: Channel, reason: str) -> SMTPClientError:
-    """Abort the exchange with "*" (RFC 4954 §4) and build the error."""
+    """Abort the exchange with "*" (RFC 4954 §4) and build the error.
+
+    Raises:
+        ProtocolError, ServiceClosing: a reply came before "*" was sent.
+    """
+    channel.check_unsolicited(Stage.AUTH)
     try:
         channel.write(b"*\r\n", Stage.AUTH, shown="*")
         channel.read(Stage.AUTH)
@@ -96,6 +101,9 @@ def _exchange(channel: Channel, mechanism: Mechanism) -> Reply:
                 response = mechanism.respond(challenge)
             except SASLError as exc:
                 raise _cancel(channel, str(exc)) from exc
+        # A reply before our answer to this challenge cannot be its answer:
+        # the exchange is out of step; nothing more is written.
+        channel.check_unsolicited(Stage.AUTH)
         channel.write(base64.b64encode(response) + b"\r\n", Stage.AUTH, shown="<redacted>")
         reply = channel.read(Stage.AUTH)
     if reply.code == 235:
@@ -177,9 +185,13 @@ def authenticate(
     if callable(credentials) and not isinstance(credentials, Credentials):
         # A provider: asked only now, when the secret is about to be used.
         credentials = credentials()
-    channel.check_unsolicited(Stage.AUTH)
-    verified = tls is not None and tls.verified
-    return run(channel, extensions, credentials, requested, verified_tls=verified)
+    channel.start(channel.timeouts.total, Stage.AUTH)  # AUTH is under the total too
+    try:
+        channel.check_unsolicited(Stage.AUTH)
+        verified = tls is not None and tls.verified
+        return run(channel, extensions, credentials, requested, verified_tls=verified)
+    finally:
+        channel.finish()
 
 
 def _insecure_reason(
