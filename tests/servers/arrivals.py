@@ -9,6 +9,7 @@ only.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -51,6 +52,24 @@ class ArrivalRecorder(Recorder):
     on_data: Callable[[Received, Any], None] | None = None
     mails_failed: int = 0
     refusals: Counter[str] = field(default_factory=Counter)
+    quits: int = 0
+
+    def reset(self) -> None:
+        """Forget what arrived and every scripted failure (a shared server)."""
+        with self.lock:
+            self.messages.clear()
+            self.arrivals.clear()
+            self.refuse.clear()
+            self.refuse_times.clear()
+            self.hang_up_after_dot.clear()
+            self.refusals.clear()
+            self.fail_first_mails = self.mails_failed = self.quits = 0
+            self.on_data = None
+
+    async def handle_QUIT(self, server: SMTP, session: Any, envelope: Envelope) -> str:
+        with self.lock:
+            self.quits += 1
+        return "221 2.0.0 Bye"
 
     async def handle_MAIL(
         self, server: SMTP, session: Any, envelope: Envelope, address: str, mail_options: list[str]
@@ -95,9 +114,41 @@ class ArrivalRecorder(Recorder):
             return sorted(a.at for a in self.arrivals)
 
 
-def arrivals_server(recorder: ArrivalRecorder) -> AiosmtpdServer:
-    """An (unstarted) aiosmtpd on 127.0.0.1 using *recorder*."""
-    return AiosmtpdServer(recorder=recorder)
+class ArrivalServer(AiosmtpdServer):
+    """``AiosmtpdServer`` with an ``ArrivalRecorder`` that can also hang up on
+    every client (``drop_clients``): a server shared by several tests closes
+    the connections worker processes keep in their pools, so that no test
+    leaves a server-side socket open in this process."""
+
+    def __init__(self, recorder: ArrivalRecorder) -> None:
+        super().__init__(recorder=recorder)
+        self.arrivals = recorder
+        self._transports: list[asyncio.BaseTransport] = []
+
+    def _factory(self) -> SMTP:
+        protocol = super()._factory()
+        original = protocol.connection_made
+        transports = self._transports
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            transports.append(transport)
+            original(transport)
+
+        protocol.connection_made = connection_made  # type: ignore[method-assign]
+        return protocol
+
+    def drop_clients(self, timeout: float = 10.0) -> None:
+        """Close every client connection (bounded wait)."""
+
+        async def drop() -> None:
+            for transport in self._transports:
+                if not transport.is_closing():
+                    transport.abort()
+            self._transports.clear()
+            for _ in range(3):  # let the loop run connection_lost and close sockets
+                await asyncio.sleep(0.01)
+
+        asyncio.run_coroutine_threadsafe(drop(), self._loop).result(timeout)
 
 
 def wait_for_arrivals(recorder: ArrivalRecorder, count: int, timeout: float) -> int:
