@@ -285,3 +285,104 @@ def test_enqueue_refuses_what_it_cannot_carry() -> None:
         message = EmailMessage()
         message["From"] = "a@example.test"
         enqueue(message, app=app)
+
+
+# --- Django: a backend that queues instead of sending -------------------------------
+
+CELERY_BACKEND = "smtpclient.contrib.celery_django.CeleryEmailBackend"
+
+
+@pytest.fixture
+def django_client(redis: RedisServer) -> Iterator[Any]:
+    """Django configured for the queueing backend, with a client Celery app
+    (closed afterwards, once the test's results are gone)."""
+    from django.conf import settings  # noqa: PLC0415 (the django extra)
+
+    if not settings.configured:
+        settings.configure(EMAIL_BACKEND=CELERY_BACKEND, DEFAULT_CHARSET="utf-8")
+    saved = {name: getattr(settings, name, None) for name in ("EMAIL_BACKEND", "SMTPCLIENT_CELERY")}
+    client = client_app(redis.url)
+    settings.EMAIL_BACKEND = CELERY_BACKEND
+    settings.SMTPCLIENT_CELERY = {"app": client}
+    try:
+        yield client
+    finally:
+        for name, value in saved.items():
+            setattr(settings, name, value)
+        gc.collect()
+        close_client_app(client)
+
+
+def outcomes(backend: Any, client: Any) -> list[dict[str, Any]]:
+    values: list[dict[str, Any]] = ResultSet(backend.last_results, app=client).join(
+        timeout=RESULT_WAIT
+    )
+    backend.last_results = []
+    return values
+
+
+def test_django_email_backend_setting_queues_and_the_worker_sends(
+    django_client: Any, worker: CeleryWorker, recorder: ArrivalRecorder
+) -> None:
+    from django.core import mail  # noqa: PLC0415
+
+    connection = mail.get_connection()
+    messages = [
+        mail.EmailMessage(f"hello {n}", "body\n", "Web <web@example.test>", [f"u{n}@example.test"])
+        for n in range(3)
+    ]
+    messages.append(mail.EmailMessage("nobody", "body\n", "web@example.test", []))
+    assert connection.send_messages(messages) == 3  # queued; the one without recipients skipped
+    values = outcomes(connection, django_client)
+    assert [v["status"] for v in values] == ["sent"] * 3
+    assert sorted(m.rcpt_tos[0] for m in recorder.messages) == [
+        "u0@example.test",
+        "u1@example.test",
+        "u2@example.test",
+    ]
+    assert {m.mail_from for m in recorder.messages} == {"web@example.test"}
+    # Django's own Message-IDs travel: the results name what arrived
+    assert sorted(v["message_id"] for v in values) == sorted(recorder.message_ids())
+
+
+def test_django_mailers_style_options_choose_app_and_queue(
+    redis: RedisServer, django_client: Any, smtp: ArrivalServer, recorder: ArrivalRecorder
+) -> None:
+    from django.core import mail  # noqa: PLC0415
+
+    from smtpclient.contrib.celery_django import CeleryEmailBackend  # noqa: PLC0415
+
+    conf = smtp_conf(smtp.port)
+    conf["task_default_queue"] = "django-mail"
+    with CeleryWorker(redis.url, conf, concurrency=1):
+        # What Django 6.1 does with MAILERS = {"transactional": {"BACKEND": ...,
+        # "OPTIONS": {...}}}: the alias and the OPTIONS as keyword arguments.
+        options = {"app": django_client, "queue": "django-mail", "priority": 3}
+        backend = CeleryEmailBackend(alias="transactional", **options)
+        message = mail.EmailMessage("via mailers", "body\n", "web@example.test", ["m@example.test"])
+        assert backend.send_messages([message]) == 1
+        (value,) = outcomes(backend, django_client)
+    assert value["status"] == "sent"
+    assert [m.rcpt_tos for m in recorder.messages] == [["m@example.test"]]
+
+
+def test_django_backend_with_the_broker_down(django_client: Any) -> None:
+    from django.core import mail  # noqa: PLC0415
+
+    from smtpclient.contrib.celery_django import CeleryEmailBackend  # noqa: PLC0415
+
+    # Nothing listens on port 1; do not retry (Celery's defaults would, for many seconds).
+    down = client_app(
+        "redis://127.0.0.1:1/0",
+        task_publish_retry=False,
+        result_backend_transport_options={"retry_policy": {"max_retries": 1, "interval_max": 0.1}},
+    )
+    try:
+        message = mail.EmailMessage("x", "y\n", "web@example.test", ["a@example.test"])
+        quiet = CeleryEmailBackend(fail_silently=True, app=down)
+        assert quiet.send_messages([message]) == 0
+        loud = CeleryEmailBackend(app=down)
+        with pytest.raises(Exception, match=r"(?i)connect|refused"):
+            loud.send_messages([message])
+    finally:
+        close_client_app(down)
