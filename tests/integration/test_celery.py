@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +25,7 @@ from typing import Any
 import pytest
 from celery.result import ResultSet
 from servers.arrivals import ArrivalRecorder, ArrivalServer, worst_rate_excess
-from servers.celery_worker import CeleryWorker, client_app, close_client_app
+from servers.celery_worker import REPOSITORY, CeleryWorker, client_app, close_client_app
 from servers.metering import message_id
 from servers.postfix import PostfixServer
 from servers.redis import RedisServer
@@ -124,6 +127,10 @@ def test_hundreds_of_messages_are_each_sent_exactly_once(
     assert [r["message_id"] for r in results] == [f"<bulk-{n}@example.test>" for n in range(300)]
     arrived = recorder.message_ids()
     assert arrived == Counter({f"<bulk-{n}@example.test>": 1 for n in range(300)})
+    # Each pool process made its own Mailer, after the fork; the main process none.
+    makers = {int(pid) for pid in re.findall(r"process (\d+): <Mailer", worker.log())}
+    assert makers and makers <= set(worker.children())
+    assert worker.pid not in makers
 
 
 def test_raw_tuple_gets_a_message_id_and_keeps_its_envelope(
@@ -274,9 +281,32 @@ def test_hundred_messages_through_postfix_each_delivered_once(
     )
 
 
+def test_importing_touches_no_app_and_later_apps_get_the_task() -> None:
+    code = (
+        "import smtpclient.contrib.celery\n"
+        "from celery import Celery, _state\n"
+        "assert _state.default_app is None, 'an app was created at import'\n"
+        "app = Celery('later', set_as_current=False)\n"
+        "task = app.tasks['smtpclient.send_message']\n"
+        "assert task.acks_late and task.reject_on_worker_lost and task.serializer == 'json'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        check=False,
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
 def test_enqueue_refuses_what_it_cannot_carry() -> None:
     # Checked before any app or broker is touched (app=None: the current app).
     app = None
+    with pytest.raises(ValueError, match="JSON only"):
+        enqueue(make_message("pickle", 1), app=app, serializer="pickle")
     with pytest.raises(TypeError, match="Message or a"):
         enqueue("not a message", app=app)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must be bytes"):
