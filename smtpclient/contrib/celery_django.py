@@ -28,8 +28,11 @@ recognise a duplicate.
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 from collections.abc import Mapping, Sequence
+from email.generator import BytesGenerator
+from email.message import Message
 from email.utils import parseaddr
 from typing import Any
 
@@ -148,7 +151,16 @@ def _envelope(message: Any) -> tuple[str, list[str], bytes] | None:
     encoding = message.encoding or settings.DEFAULT_CHARSET
     sender = _address(sanitize_address(message.from_email, encoding))
     rcpts = [_address(sanitize_address(addr, encoding)) for addr in recipients]
-    return sender, rcpts, message.message().as_bytes(linesep="\r\n")
+    return sender, rcpts, _crlf_bytes(message.message())
+
+
+def _crlf_bytes(mime: Message) -> bytes:
+    """The message as CRLF bytes.  (Django up to 5.2 returns its own MIME
+    classes, whose ``as_bytes`` takes *linesep*; 6.x returns a standard
+    ``EmailMessage``, whose ``as_bytes`` does not: a generator serves both.)"""
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False).flatten(mime, linesep="\r\n")
+    return out.getvalue()
 
 
 def _address(sanitized: str) -> str:
