@@ -92,7 +92,7 @@ class Job:
                 sender=_string(payload["sender"]),
                 recipients=recipients,
                 data=base64.b64decode(_string(payload["data"]), validate=True),
-                message_id=payload.get("message_id"),
+                message_id=_optional_string(payload.get("message_id")),
                 smtputf8=bool(payload.get("smtputf8", False)),
                 attempt=int(payload.get("attempt", 1)),
                 accepted=tuple(_strings(payload.get("accepted") or [])),
@@ -109,6 +109,10 @@ def _string(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, not {type(value).__name__}")
     return value
+
+
+def _optional_string(value: Any) -> str | None:
+    return None if value is None else _string(value)
 
 
 def _strings(values: Any) -> list[str]:

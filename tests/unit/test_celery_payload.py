@@ -83,6 +83,7 @@ def test_payload_is_plain_json_and_round_trips() -> None:
         {"sender": None},
         {"refused": {"a@example.test": [550]}},
         {"attempt": 0},
+        {"message_id": 5},
     ],
 )
 def test_malformed_payload_is_a_value_error(change: dict[str, object]) -> None:
