@@ -33,6 +33,7 @@ from smtpclient.errors import PoolClosedError, SMTPClientError
 from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
 from smtpclient.pool import SessionPool
 from smtpclient.protocol.reply import ReplyLimits
+from smtpclient.ratelimit import RateLimit, SendLimits
 from smtpclient.results import SendResult
 from smtpclient.retry import RetryPolicy, closed_while_idle, never_sent, resendable
 from smtpclient.server import ServerSettings
@@ -62,7 +63,11 @@ class Mailer:
     (see ``SessionPool``); pass *pool* to share one pool among Mailers (its
     own limits then apply, and ``close()`` leaves it open).  *retry* is a
     ``RetryPolicy`` or a number of attempts (default: no retries); *dsn* is
-    the default DSN request for every message.  ``timeouts.total`` bounds
+    the default DSN request for every message.  *rate_limit* is a
+    ``RateLimit`` or messages a second, shared by all threads (see
+    ``smtpclient.ratelimit``; a server that says it has too many
+    connections makes the Mailer use fewer for a while in any case).
+    ``timeouts.total`` bounds
     each attempt of ``send``/``sendmail`` as a whole: the checkout (a new
     connection and its AUTH included) through the final reply.
 
@@ -100,6 +105,7 @@ class Mailer:
         retry: RetryPolicy | int | None = None,
         dsn: DSN | None = None,
         pool: SessionPool | None = None,
+        rate_limit: RateLimit | float | None = None,
     ) -> None:
         credentials = login_credentials(username, password, credentials)
         options = ConnectOptions(
@@ -131,6 +137,7 @@ class Mailer:
             max_messages=max_messages,
             health_check_after=health_check_after,
         )
+        self.limits = SendLimits(RateLimit.coerce(rate_limit), self.pool)
         self._closed = False
 
     # --- one message -----------------------------------------------------------------
@@ -231,7 +238,7 @@ class Mailer:
             # through the final reply.
             with overall(self.settings.timeouts.total):
                 try:
-                    lease = self.pool.checkout(self.settings, fresh=fresh)
+                    lease = self.limits.checkout(self.pool, self.settings, fresh=fresh)
                 except SMTPClientError as exc:
                     if not self._may_retry(exc, retries):
                         raise
@@ -241,9 +248,11 @@ class Mailer:
                 fresh = False
                 with lease:
                     try:
+                        self.limits.take(1)
                         return work(lease.session)
                     except SMTPClientError as exc:
                         error = exc
+            self.limits.observe(error)
             if lease.reused and not stale_retried and closed_while_idle(error):
                 log.info("pooled connection was closed by the server (%s); sending again", error)
                 stale_retried = fresh = True
@@ -280,7 +289,7 @@ class Mailer:
         while pending:
             try:
                 self._check_open()
-                lease = self.pool.checkout(self.settings, fresh=fresh)
+                lease = self.limits.checkout(self.pool, self.settings, fresh=fresh)
             except PoolClosedError as exc:  # closed by another thread meanwhile
                 for index in pending:
                     outcomes[index] = PoolClosedError(str(exc))
@@ -295,8 +304,10 @@ class Mailer:
                 break
             fresh = False
             with lease:
-                batch = pending[: self._room(lease.session, len(pending))]
+                batch = pending[: self.limits.room(self._room(lease.session, len(pending)))]
+                self.limits.take(len(batch))
                 results = self._send_batch(lease.session, [items[i] for i in batch])
+            self.limits.observe_all(results)
             again: list[int] = []
             wait = 0.0
             for position, (index, outcome) in enumerate(zip(batch, results, strict=True)):
