@@ -41,10 +41,12 @@ __all__ = [
     "DataRefused",
     "ExtensionNotSupported",
     "GreetingRefused",
+    "HeaderInjectionError",
     "HeloRefused",
     "InsecureAuthError",
     "InvalidAddressError",
     "MessageContentError",
+    "NulOctetError",
     "MessageTooLarge",
     "NotSentError",
     "PermanentAuthError",
@@ -392,6 +394,17 @@ class InvalidAddressError(UsageError, ValueError):
 class MessageContentError(UsageError, ValueError):
     """The message cannot be sent as given (e.g. a line over 998 octets, or
     8-bit bytes in a body declared 7-bit); nothing of it was delivered."""
+
+
+class HeaderInjectionError(MessageContentError):
+    """The header that would go out is not exactly the message's own header
+    fields (a value with a line break in it added a line), or raw content
+    has a bare CR or mixed line ends in its header; nothing was sent."""
+
+
+class NulOctetError(MessageContentError):
+    """The content holds a NUL octet, which RFC 5322 and RFC 2045 allow only
+    with BINARYMIME (``binary=True``); nothing of it was delivered."""
 
 
 class SessionClosedError(UsageError, ValueError):

@@ -31,7 +31,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from smtpclient.body import BLOCK_SIZE, Body
+from smtpclient.body import BLOCK_SIZE, Body, check_content
 from smtpclient.envelope import Envelope
 from smtpclient.errors import InvalidAddressError, ServiceClosing, SMTPClientError
 from smtpclient.outcome import MessageOutcome
@@ -103,6 +103,7 @@ def sendmail(session: Session, sender: str, recipients: object, data: bytes) -> 
         return None
     if len(data) > BLOCK_SIZE:
         return None
+    check_content(data)  # NUL, header line ends: refused before anything is written
     canonical, longest = canonical_and_longest(data)
     if longest > MAX_LINE_LENGTH or len(canonical) > BLOCK_SIZE:
         return None

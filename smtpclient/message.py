@@ -10,6 +10,12 @@ headers written as IDNA A-labels; a body line over 998 octets (RFC 5321
 On request, 8-bit parts are re-encoded the same way for a server without
 8BITMIME (RFC 6152), and a ``TLS-Required: No`` header (RFC 8689 §5) is
 added.
+
+Whatever the generator wrote, the header block of the bytes that go out
+is checked against the message object (``headercheck``): exactly its
+header fields, in order, no bare CR, LF or NUL -- a header value with a
+line break in it (a compat32 value, or CVE-2024-6923's encoded word on
+an unpatched interpreter) cannot add a field.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from io import BytesIO
 from smtpclient.body import Body
 from smtpclient.envelope import DSN, Envelope
 from smtpclient.errors import ExtensionNotSupported, InvalidAddressError, MessageContentError
+from smtpclient.headercheck import check_message_header
 from smtpclient.protocol.commands import normalise_domain
 from smtpclient.protocol.data import MAX_LINE_LENGTH, BodyScanner
 from smtpclient.protocol.extensions import Extensions
@@ -208,6 +215,8 @@ def serialise(
     the same name.  *message* itself is never modified.
 
     Raises:
+        HeaderInjectionError: the header block of the result is not exactly
+            the message's header fields (a value with a line break in it).
         MessageContentError: a line is still too long after re-encoding (a
             header that cannot be folded), or 8-bit octets remain with
             *seven_bit* (raw 8-bit header bytes).
@@ -242,6 +251,7 @@ def serialise(
                 "the message still has 8-bit octets after re-encoding its parts "
                 "(raw 8-bit bytes in a header?)"
             )
+    check_message_header(data, copied.keys())
     return data
 
 

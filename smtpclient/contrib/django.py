@@ -46,6 +46,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import sanitize_address
 
 from smtpclient.errors import SMTPClientError
+from smtpclient.headercheck import check_message_header
 from smtpclient.mailer import Mailer
 from smtpclient.results import SendResult
 from smtpclient.server import secret_digest
@@ -278,7 +279,10 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         encoding = message.encoding or settings.DEFAULT_CHARSET
         sender = _address(sanitize_address(message.from_email, encoding))
         rcpts = [_address(sanitize_address(addr, encoding)) for addr in recipients]
-        return sender, rcpts, message.message().as_bytes(linesep="\r\n")
+        built = message.message()
+        data = built.as_bytes(linesep="\r\n")
+        check_message_header(data, built.keys())  # no header line the message lacks
+        return sender, rcpts, data
 
 
 def _address(sanitized: str) -> str:
