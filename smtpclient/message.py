@@ -24,6 +24,7 @@ import copy
 import email.encoders
 import email.utils
 import quopri
+import re
 from collections.abc import Iterable, Sequence
 from email.generator import BytesGenerator
 from email.headerregistry import Address, Group
@@ -36,7 +37,7 @@ from smtpclient.body import Body
 from smtpclient.envelope import DSN, Envelope
 from smtpclient.errors import ExtensionNotSupported, InvalidAddressError, MessageContentError
 from smtpclient.headercheck import check_message_header
-from smtpclient.protocol.commands import normalise_domain
+from smtpclient.protocol.commands import check_text, normalise_domain
 from smtpclient.protocol.data import MAX_LINE_LENGTH, BodyScanner
 from smtpclient.protocol.extensions import Extensions
 
@@ -63,7 +64,11 @@ def envelope_addresses(
 ) -> tuple[str, list[str]]:
     """Sender and recipients for *message*, from its headers where not given.
 
+    Control and format characters are refused first, in given addresses and
+    in the header fields the envelope is taken from (display names too).
+
     Raises:
+        InvalidAddressError: a control or format character (``check_text``).
         ValueError: more than one Resent- block, or no sender/recipient found.
     """
     resent = message.get_all("Resent-Date")
@@ -75,22 +80,38 @@ def envelope_addresses(
         raise ValueError("message has more than one 'Resent-' header block")
     if from_addr is None:
         field = prefix + "Sender" if (prefix + "Sender") in message else prefix + "From"
-        values = [str(v) for v in message.get_all(field, [])]
+        values = _checked_values(message, field)
         found = [addr for _, addr in email.utils.getaddresses(values) if addr]
         if not found:
             raise ValueError(f"the message has no {field} header to take the sender from")
         from_addr = found[0]
+    else:
+        check_text(from_addr, "sender")
     if to_addrs is None:
         values = []
         for name in ("To", "Bcc", "Cc"):
-            values += [str(v) for v in message.get_all(prefix + name, [])]
+            values += _checked_values(message, prefix + name)
         to_addrs = [addr for _, addr in email.utils.getaddresses(values) if addr]
     elif isinstance(to_addrs, str):
         to_addrs = [to_addrs]
     recipients = list(to_addrs)
+    for recipient in recipients:
+        check_text(recipient, "recipient address")
     if not recipients:
         raise ValueError("the message has no recipients (no To, Cc or Bcc)")
     return from_addr, recipients
+
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _checked_values(message: Message, field: str) -> list[str]:
+    """The values of *field*, unfolded, refused if they hold a control or
+    format character (a tab is folding white space, not a control)."""
+    values = [_FOLD.sub("", str(value)) for value in message.get_all(field, [])]
+    for value in values:
+        check_text(value.replace("\t", " "), f"the {field} header")
+    return values
 
 
 def _headers_ascii(message: Message) -> bool:

@@ -24,7 +24,7 @@ import smtpclient
 import smtpclient.compat as compat
 from hostile.faultkit import FAST, command_lines, connect
 from smtpclient import Mailer, Session, TLSMode
-from smtpclient.errors import HeaderInjectionError, NulOctetError
+from smtpclient.errors import HeaderInjectionError, InvalidAddressError, NulOctetError
 
 EXTENSIONS: dict[str, tuple[str, ...]] = {
     "data": ("PIPELINING", "8BITMIME"),
@@ -250,3 +250,56 @@ def test_binarymime_carries_a_nul_octet() -> None:
         received = bytes(server.conns[0].received)
     assert result.accepted
     assert b"BODY=BINARYMIME" in received and b"\x00" in received
+
+
+CONTROL_CASES: dict[str, Callable[[ScriptedServer], object]] = {
+    "Session.sendmail, NEL in a recipient": lambda server: _with_session(
+        server, lambda s: s.sendmail("a@x.example", ["b@x.example", "c\x85@x.example"], b"x\r\n")
+    ),
+    "Session.sendmail, RLO in the sender": lambda server: _with_session(
+        server, lambda s: s.sendmail("\u202ea@x.example", ["b@x.example"], b"x\r\n")
+    ),
+    "Session.send_message, NEL in To": lambda server: _with_session(
+        server, lambda s: s.send_message(_compat32(To="b\x85@x.example"))
+    ),
+    "send(), U+2028 in a recipient": lambda server: smtpclient.send(
+        b"x\r\n",
+        host="127.0.0.1",
+        port=server.port,
+        tls=TLSMode.NONE,
+        timeouts=FAST,
+        sender="a@x.example",
+        recipients=["b\u2028@x.example"],
+    ),
+    "send(), bidi control in a From display name": lambda server: smtpclient.send(
+        _compat32(From="Bank \u202egnp.exe\u202c <a@x.example>"),
+        host="127.0.0.1",
+        port=server.port,
+        tls=TLSMode.NONE,
+        timeouts=FAST,
+    ),
+    "Mailer.send, zero-width space in Cc": lambda server: _with_mailer(
+        server, lambda mailer: mailer.send(_compat32(Cc="c\u200b@x.example"))
+    ),
+}
+
+
+def _compat32(**headers: str) -> Message:
+    message = Message()
+    message["From"], message["To"] = "a@x.example", "b@x.example"
+    for name, value in headers.items():
+        del message[name]
+        message[name] = value
+    message.set_payload("x")
+    return message
+
+
+@pytest.mark.parametrize("case", list(CONTROL_CASES), ids=list(CONTROL_CASES))
+def test_a_control_character_in_an_address_is_caller_input(case: str) -> None:
+    # The server offers no SMTPUTF8: before the fix, NEL raised
+    # ExtensionNotSupported (an OSError) instead of a ValueError.
+    with ScriptedServer(_handler(EXTENSIONS["data"])) as server:
+        with pytest.raises(InvalidAddressError) as info:
+            CONTROL_CASES[case](server)
+        assert isinstance(info.value, ValueError) and not isinstance(info.value, OSError)
+        assert b"MAIL" not in _verbs(server)
