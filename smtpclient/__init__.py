@@ -34,6 +34,7 @@ from smtpclient.tls import TLSInfo, TLSMode
 __version__ = "0.1.0"
 
 __all__ = [
+    "DKIMSigner",
     "DSN",
     "DeliveryReport",
     "Extensions",
@@ -66,6 +67,7 @@ _LAZY = {
     "MailHost": "smtpclient.resolver",
     "deliver": "smtpclient.delivery",
     "DeliveryReport": "smtpclient.delivery",
+    "DKIMSigner": "smtpclient.dkim",
 }
 
 

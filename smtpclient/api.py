@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
+from typing import TYPE_CHECKING
 
 from smtpclient.auth import Credentials
 from smtpclient.body import BodySource
@@ -14,6 +15,9 @@ from smtpclient.results import SendResult
 from smtpclient.session import Session
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
+
+if TYPE_CHECKING:
+    from smtpclient.dkim import DKIMSigner
 
 __all__ = ["send"]
 
@@ -38,15 +42,19 @@ def send(
     rcpt_options: Iterable[str] = (),
     dsn: DSN | None = None,
     allow_insecure_auth: bool = False,
+    dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
 ) -> SendResult:
     """Connect to *host*, log in if credentials are given, send, and QUIT.
 
     *message* is an ``email.message.Message`` (the envelope comes from its
     headers unless *sender*/*recipients* are given) or raw content (bytes,
     str, a binary file, an iterable of bytes) with *sender* and *recipients*.
+    *dkim* (a ``DKIMSigner`` or several) signs the message before it is
+    sent (``smtpclient.dkim``; raw content must then be bytes or str).
 
     Raises:
-        TypeError, ValueError: bad arguments; nothing was sent.
+        TypeError, ValueError: bad arguments (a ``DKIMError`` among them);
+            nothing was sent.
         SMTPClientError: as ``Session.connect``, ``Session.login`` and
             ``Session.sendmail`` raise them.
     """
@@ -54,6 +62,17 @@ def send(
     if not isinstance(message, Message) and (sender is None or recipients is None):
         # Checked before connecting: nothing is sent for a call that cannot work.
         raise ValueError("raw message data needs sender= and recipients=")
+    if dkim is not None:
+        # Signed before connecting: the same bytes whatever the server offers.
+        from smtpclient.dkim import sign_message, sign_raw, signers_from  # noqa: PLC0415
+
+        signers = signers_from(dkim)
+        if isinstance(message, Message):
+            sender, recipients, message = sign_message(
+                message, signers, sender=sender, recipients=recipients
+            )
+        elif signers:
+            message = sign_raw(message, signers)
     with Session.connect(
         host,
         port,

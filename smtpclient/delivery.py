@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.message import Message
 
 from smtpclient.body import BodySource
+from smtpclient.dkim import DKIMSigner, signed_for_delivery
 from smtpclient.domain_delivery import DeliverySettings, DomainDelivery
 from smtpclient.envelope import DSN, parse_options
 from smtpclient.errors import InvalidAddressError, UsageError
@@ -96,6 +97,7 @@ def deliver(
     mail_options: Iterable[str] = (),
     rcpt_options: Iterable[str] = (),
     requiretls: bool = False,
+    dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
 ) -> DeliveryReport:
     """Deliver *message* straight to the mail hosts of each recipient's domain.
 
@@ -108,6 +110,9 @@ def deliver(
     process-wide one.  At most *max_sessions* sessions per domain (Postfix's
     ``smtp_mx_session_limit``); *max_workers* domains at a time.
 
+    *dkim* (a ``DKIMSigner`` or several) signs the message once, before
+    any connection (``smtpclient.dkim``).
+
     Returns a ``DeliveryReport``: one outcome per distinct recipient (the
     same address given twice is delivered and reported once).  Network,
     DNS and server failures never raise; they are outcomes.
@@ -118,6 +123,9 @@ def deliver(
         TypeError, ValueError: bad arguments (a one-shot iterable, no
             sender, no recipients); nothing was sent.
     """
+    if dkim is not None:
+        # Signed once, 7-bit-safe: every MX host and every retry gets these bytes.
+        message, sender, recipients = signed_for_delivery(message, dkim, sender, recipients)
     return _deliver(
         message,
         sender=sender,

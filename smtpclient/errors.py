@@ -38,6 +38,7 @@ __all__ = [
     "CertificateVerifyError",
     "CommandRefused",
     "ConnectError",
+    "DKIMError",
     "DataRefused",
     "ExtensionNotSupported",
     "GreetingRefused",
@@ -400,6 +401,11 @@ class HeaderInjectionError(MessageContentError):
     """The header that would go out is not exactly the message's own header
     fields (a value with a line break in it added a line), or raw content
     has a bare CR or mixed line ends in its header; nothing was sent."""
+
+
+class DKIMError(MessageContentError):
+    """The message could not be DKIM-signed as given (no From header, say);
+    nothing was sent."""
 
 
 class NulOctetError(MessageContentError):

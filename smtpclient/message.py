@@ -32,6 +32,7 @@ from email.message import Message
 from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from email.policy import EmailPolicy, Policy
 from io import BytesIO
+from typing import Protocol
 
 from smtpclient.body import Body
 from smtpclient.envelope import DSN, Envelope
@@ -41,7 +42,7 @@ from smtpclient.protocol.commands import check_text, normalise_domain
 from smtpclient.protocol.data import MAX_LINE_LENGTH, BodyScanner
 from smtpclient.protocol.extensions import Extensions
 
-__all__ = ["ADDRESS_HEADERS", "envelope_addresses", "prepare_message", "serialise"]
+__all__ = ["ADDRESS_HEADERS", "Signer", "envelope_addresses", "prepare_message", "serialise"]
 
 # Headers whose values are address lists (RFC 5322 §3.6.2, §3.6.3, §3.6.6).
 ADDRESS_HEADERS = (
@@ -55,6 +56,16 @@ ADDRESS_HEADERS = (
     "Resent-To",
     "Resent-Cc",
 )
+
+
+class Signer(Protocol):
+    """Adds a signature header field (``dkim.DKIMSigner``)."""
+
+    def sign(self, message: bytes) -> bytes:
+        """The DKIM-Signature header field for *message*, CRLF-terminated."""
+        ...
+
+
 # Content-Transfer-Encodings that may carry 8-bit octets (or that lie about it).
 _EIGHT_BIT_CTES = ("8bit", "binary", "7bit", "")
 
@@ -227,13 +238,15 @@ def serialise(
     utf8: bool,
     seven_bit: bool = False,
     extra_headers: Sequence[tuple[str, str]] = (),
+    signers: Sequence[Signer] = (),
 ) -> bytes:
     """The message as CRLF bytes, without Bcc/Resent-Bcc, lines within 998 octets.
 
     *utf8* writes UTF-8 headers (SMTPUTF8); without it non-ASCII domains in
     address headers become A-labels.  *seven_bit* re-encodes 8-bit parts
     as quoted-printable or base64.  *extra_headers* replace any header of
-    the same name.  *message* itself is never modified.
+    the same name.  Each of *signers* signs the result and its
+    DKIM-Signature goes on top.  *message* itself is never modified.
 
     Raises:
         HeaderInjectionError: the header block of the result is not exactly
@@ -272,7 +285,12 @@ def serialise(
                 "the message still has 8-bit octets after re-encoding its parts "
                 "(raw 8-bit bytes in a header?)"
             )
-    check_message_header(data, copied.keys())
+    names = copied.keys()
+    check_message_header(data, names)
+    if signers:
+        fields = [signer.sign(data) for signer in signers]
+        data = b"".join(fields) + data
+        check_message_header(data, ["DKIM-Signature"] * len(fields) + names)
     return data
 
 

@@ -212,6 +212,28 @@ class Resolver:
             self.mail_hosts(domain), prefer=self.prefer, max_addresses=self.max_addresses
         )
 
+    def txt(self, name: str) -> tuple[str, ...]:
+        """The TXT records of *name* (each record's strings joined); empty
+        when the name does not exist or has none.
+
+        Raises:
+            TransientDNSError, DNSTimeoutError: try again later.
+            InvalidAddressError: *name* is malformed.
+        """
+        ascii_ = ascii_name(name)
+        try:
+            answer = self._dns_resolver(ascii_).resolve(
+                ascii_, "TXT", lifetime=self.lifetime, raise_on_no_answer=False, search=False
+            )
+        except dns.resolver.NXDOMAIN:
+            return ()
+        except dns.exception.DNSException as exc:
+            kind = DNSTimeoutError if isinstance(exc, dns.exception.Timeout) else TransientDNSError
+            raise dns_error(kind, f"TXT {ascii_}: {exc}", ascii_, 451, "4.4.3") from exc
+        if answer.rrset is None:
+            return ()
+        return tuple(b"".join(rd.strings).decode("utf-8", "replace") for rd in answer.rrset)
+
     # --- steps -------------------------------------------------------------------------
 
     def _implicit(self, name: str, canonical: str, budget: Budget) -> MailHost:
