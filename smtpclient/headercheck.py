@@ -48,6 +48,10 @@ RAW_HEAD_LIMIT = 64 * 1024
 _FIELD = rb"[!-9;-~]+[ \t]*:"  # RFC 5322 ftext, with the obsolete WSP before ":"
 _FIELD_START = re.compile(_FIELD)
 _FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
+# Line starts in a CRLF header block ("^" also matches after a bare LF,
+# which the line-end count catches).
+_FIELD_NAMES = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
+_CONTINUATIONS = re.compile(rb"^[ \t]", re.MULTILINE)
 _BLOCK_CRLF = re.compile(rb"(?:" + _FIELD + rb"[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*)+")
 _BLOCK_LF = re.compile(rb"(?:" + _FIELD + rb"[^\r\n]*\n(?:[ \t][^\r\n]*\n)*)+")
 _LINE_END = re.compile(rb"[\r\n]")
@@ -71,34 +75,48 @@ def check_message_header(data: bytes, names: Sequence[str]) -> None:
             order, names compared without regard to case).
     """
     block = header_block(data)
+    crlf = block.count(b"\r\n")
+    lines = crlf + (1 if block and not block.endswith(b"\r\n") else 0)
+    found = _FIELD_NAMES.findall(block)
+    clean = (
+        b"\x00" not in block
+        and block.count(b"\r") == block.count(b"\n") == crlf
+        and len(found) + len(_CONTINUATIONS.findall(block)) == lines
+        and block[:1] not in (b" ", b"\t")
+    )
+    if not clean:
+        _explain(block)
+    if [name.lower() for name in found] != [
+        name.lower().encode("ascii", "replace") for name in names
+    ]:
+        _unexpected([name.decode("ascii") for name in found], names)
+
+
+def _explain(block: bytes) -> None:
+    """Raise the error for a header block that failed the quick check."""
     if b"\x00" in block:
         raise HeaderInjectionError("a header of the message contains a NUL octet")
-    lines = block.split(b"\r\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    found: list[str] = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(block.split(b"\r\n"), 1):
         if b"\r" in line or b"\n" in line:
             raise HeaderInjectionError(
                 f"header line {number} contains a bare CR or LF: {_shown(line)}"
             )
-        if line[:1] in (b" ", b"\t") and found:
-            continue
-        match = _FIELD_NAME.match(line)
-        if match is None:
+        if line and not (_FIELD_NAME.match(line) or (number > 1 and line[:1] in (b" ", b"\t"))):
             raise HeaderInjectionError(
                 f"header line {number} is neither a header field nor a folded "
                 f"continuation (a header value with a line break in it?): {_shown(line)}"
             )
-        found.append(match.group(1).decode("ascii"))
+    raise HeaderInjectionError("the header block is malformed")
+
+
+def _unexpected(found: list[str], names: Sequence[str]) -> None:
     expected = [name.lower() for name in names]
-    if [name.lower() for name in found] != expected:
-        extra = [name for name in found if name.lower() not in expected]
-        detail = f"unexpected {', '.join(extra)}" if extra else f"found {', '.join(found)}"
-        raise HeaderInjectionError(
-            "the serialised header does not hold exactly the message's header fields "
-            f"({detail}; expected {', '.join(names)}): a header value injected a line"
-        )
+    extra = [name for name in found if name.lower() not in expected]
+    detail = f"unexpected {', '.join(extra)}" if extra else f"found {', '.join(found)}"
+    raise HeaderInjectionError(
+        "the serialised header does not hold exactly the message's header fields "
+        f"({detail}; expected {', '.join(names)}): a header value injected a line"
+    )
 
 
 def check_raw_header(data: bytes, *, complete: bool = True) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import sys
 from email.generator import BytesGenerator
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.mime.text import MIMEText
+from email.parser import BytesParser
+from email.policy import compat32
 from io import BytesIO
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smtpclient.errors import HeaderInjectionError
 from smtpclient.headercheck import check_message_header, check_raw_header, header_block
@@ -22,6 +26,9 @@ MESSAGE_CASES: dict[str, tuple[bytes, bool]] = {
     "folded value": (b"From: a\r\nTo: b,\r\n c\r\nSubject: s\r\n\r\n", True),
     "names differ in case only": (b"from: a\r\nTO: b\r\nsubject: s\r\n\r\n", True),
     "no body": (b"From: a\r\nTo: b\r\nSubject: s\r\n", True),
+    "unterminated last field": (b"From: a\r\nTo: b\r\nSubject: s", True),
+    "unterminated extra field": (b"From: a\r\nTo: b\r\nSubject: s\r\nBcc: v", False),
+    "empty header": (b"\r\nFrom: a\r\n", False),
     "an extra field": (b"From: a\r\nTo: b\r\nSubject: s\r\nBcc: v\r\n\r\n", False),
     "field with WSP before the colon": (
         b"From: a\r\nTo: b\r\nSubject: s\r\nBcc : v\r\n\r\n",
@@ -145,3 +152,24 @@ def test_headers_the_library_adds_pass() -> None:
     message.replace_header("Subject", "fine")
     data = serialise(message, utf8=False, extra_headers=[("TLS-Required", "No")])
     assert b"\r\nTLS-Required: No\r\n" in header_block(data)
+
+
+@given(st.text(max_size=60), st.sampled_from(["compat32", "default"]))
+@settings(max_examples=300)
+def test_whatever_the_subject_no_other_header_line_goes_out(subject: str, kind: str) -> None:
+    message: Message = Message() if kind == "compat32" else EmailMessage()
+    message["From"], message["To"] = "a@example.test", "b@example.test"
+    try:
+        message["Subject"] = subject
+    except ValueError:
+        return  # the email package itself refused the value
+    message.set_payload("x")
+    try:
+        data = serialise(message, utf8=False)
+    except HeaderInjectionError:
+        return
+    parsed = BytesParser(policy=compat32).parsebytes(data, headersonly=True)
+    assert [name.lower() for name in parsed] == ["from", "to", "subject"]
+    block = header_block(data)
+    assert b"\x00" not in block
+    assert block.replace(b"\r\n", b"").count(b"\r") == block.replace(b"\r\n", b"").count(b"\n") == 0
