@@ -288,6 +288,8 @@ def serialise(
     names = copied.keys()
     check_message_header(data, names)
     if signers:
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"  # signed exactly as sent: the encoder would add it
         fields = [signer.sign(data) for signer in signers]
         data = b"".join(fields) + data
         check_message_header(data, ["DKIM-Signature"] * len(fields) + names)

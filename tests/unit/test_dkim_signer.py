@@ -130,3 +130,11 @@ def test_a_signed_message_has_its_envelope_and_no_bcc() -> None:
     sender, recipients, data = sign_message(message, (DKIMSigner("example.test", "s1", RSA_PEM),))
     assert (sender, recipients) == ("a@example.test", ["b@x.test", "c@y.test"])
     assert b"Bcc" not in data and data.isascii()  # encoded words, quoted-printable
+
+
+def test_the_signed_message_ends_as_it_goes_out() -> None:
+    message = EmailMessage()
+    message["From"], message["To"] = "a@example.test", "b@x.test"
+    message.set_payload("no final line end")
+    _, _, data = sign_message(message, (DKIMSigner("example.test", "s1", RSA_PEM),))
+    assert data.endswith(b"no final line end\r\n")
