@@ -42,7 +42,7 @@ __all__ = [
     "header_block",
 ]
 
-# How much of a streamed body is examined for its header block.
+# How much of raw content is examined for its header block.
 RAW_HEAD_LIMIT = 64 * 1024
 
 _FIELD = rb"[!-9;-~]+[ \t]*:"  # RFC 5322 ftext, with the obsolete WSP before ":"
@@ -125,10 +125,16 @@ def check_raw_header(data: bytes, *, complete: bool = True) -> None:
     *data* is the whole content, or (``complete=False``) its first octets
     (then a CR at the very end is not judged).
 
+    Only the first ``RAW_HEAD_LIMIT`` octets are examined (a header block
+    is never longer), so the cost is bounded whatever the content.
+
     Raises:
         HeaderInjectionError: a header line ends with a bare CR, or the
             block mixes CRLF and LF line ends.
     """
+    if len(data) > RAW_HEAD_LIMIT:
+        data = data[:RAW_HEAD_LIMIT]
+        complete = False
     match = _BLOCK_CRLF.match(data)
     if match is None:
         match = _BLOCK_LF.match(data)

@@ -16,7 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtpclient.errors import HeaderInjectionError
-from smtpclient.headercheck import check_message_header, check_raw_header, header_block
+from smtpclient.headercheck import (
+    RAW_HEAD_LIMIT,
+    check_message_header,
+    check_raw_header,
+    header_block,
+)
 from smtpclient.message import serialise
 
 NAMES = ["From", "To", "Subject"]
@@ -87,6 +92,16 @@ def test_a_cr_at_the_end_of_a_partial_head_is_not_judged() -> None:
     check_raw_header(b"From: a\r\nSubject: s\r", complete=False)
     with pytest.raises(HeaderInjectionError):
         check_raw_header(b"From: a\r\nSubject: s\r")
+
+
+def test_only_the_head_of_large_content_is_examined() -> None:
+    # Bounded work: a bad line end past RAW_HEAD_LIMIT is not looked at, one
+    # inside it is, whatever the content's size.
+    fields = b"X-Filler: " + b"y" * 900 + b"\r\n"
+    many = fields * (RAW_HEAD_LIMIT // len(fields) + 1)
+    check_raw_header(many + b"Subject: late\nBcc: v\r\n\r\n")
+    with pytest.raises(HeaderInjectionError):
+        check_raw_header(b"Subject: early\nBcc: v\r\n" + b"x" * 10 * RAW_HEAD_LIMIT)
 
 
 def test_header_block_ends_at_the_first_empty_line() -> None:
