@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
 from typing import TYPE_CHECKING
 
-from smtpclient.auth import Credentials
 from smtpclient.body import BodySource
-from smtpclient.credentials import login_credentials
+from smtpclient.credentials import Credentials, login_credentials
 from smtpclient.envelope import DSN
+from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
+from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.results import SendResult
 from smtpclient.session import Session
 from smtpclient.timeouts import Timeouts
@@ -42,6 +44,13 @@ def send(
     rcpt_options: Iterable[str] = (),
     dsn: DSN | None = None,
     allow_insecure_auth: bool = False,
+    sock: socket.socket | None = None,
+    lmtp: bool = False,
+    use_pipelining: bool = True,
+    use_chunking: bool = True,
+    reply_limits: ReplyLimits | None = None,
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+    auth_mechanism: str | None = None,
     dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
 ) -> SendResult:
     """Connect to *host*, log in if credentials are given, send, and QUIT.
@@ -49,6 +58,8 @@ def send(
     *message* is an ``email.message.Message`` (the envelope comes from its
     headers unless *sender*/*recipients* are given) or raw content (bytes,
     str, a binary file, an iterable of bytes) with *sender* and *recipients*.
+    The connection options are ``Session.connect``'s (one ``ConnectOptions``
+    is made of them); *auth_mechanism* chooses the SASL mechanism.
     *dkim* (a ``DKIMSigner`` or several) signs the message before it is
     sent (``smtpclient.dkim``; raw content must then be bytes or str).
 
@@ -73,19 +84,27 @@ def send(
             )
         elif signers:
             message = sign_raw(message, signers)
-    with Session.connect(
+    options = ConnectOptions(
         host,
         port,
         tls=tls,
         ssl_context=ssl_context,
         server_hostname=server_hostname,
-        timeouts=timeouts,
+        timeouts=Timeouts.coerce(timeouts),
         local_hostname=local_hostname,
         source_address=source_address,
+        sock=sock,
+        lmtp=lmtp,
+        use_pipelining=use_pipelining,
+        use_chunking=use_chunking,
         allow_insecure_auth=allow_insecure_auth,
-    ) as session:
+        reply_limits=reply_limits,
+        max_recipients=max_recipients,
+        auth_mechanism=auth_mechanism,
+    )
+    with Session.open(options) as session:
         if credentials is not None:
-            session.authenticate(credentials)
+            session.authenticate(credentials, mechanism=options.auth_mechanism)
         if isinstance(message, Message):
             return session.send_message(
                 message,

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from smtpclient.errors import InvalidAddressError
 from smtpclient.protocol.commands import check_text
 
 __all__ = ["DSN", "NOTIFY_VALUES", "Envelope", "Recipient", "parse_options"]
@@ -80,7 +81,7 @@ class Recipient:
 
     def __post_init__(self) -> None:
         # Control and format characters first, before SMTPUTF8 is considered.
-        check_text(self.address, "recipient address")
+        check_text(self.address, "recipient address", InvalidAddressError)
         if self.notify is not None:
             object.__setattr__(self, "notify", _check_notify(self.notify))
 
@@ -115,7 +116,7 @@ class Envelope:
             InvalidAddressError: an address holds a control or format character.
             ValueError: there are no recipients.
         """
-        check_text(sender, "sender")  # also the TypeError for a non-str
+        check_text(sender, "sender", InvalidAddressError)  # also the TypeError for a non-str
         if isinstance(recipients, (str, Recipient)):
             recipients = [recipients]
         rcpt_params = parse_options(rcpt_options) if rcpt_options != () else {}

@@ -97,7 +97,7 @@ def envelope_addresses(
             raise ValueError(f"the message has no {field} header to take the sender from")
         from_addr = found[0]
     else:
-        check_text(from_addr, "sender")
+        check_text(from_addr, "sender", InvalidAddressError)
     if to_addrs is None:
         values = []
         for name in ("To", "Bcc", "Cc"):
@@ -107,7 +107,7 @@ def envelope_addresses(
         to_addrs = [to_addrs]
     recipients = list(to_addrs)
     for recipient in recipients:
-        check_text(recipient, "recipient address")
+        check_text(recipient, "recipient address", InvalidAddressError)
     if not recipients:
         raise ValueError("the message has no recipients (no To, Cc or Bcc)")
     return from_addr, recipients
@@ -121,7 +121,7 @@ def _checked_values(message: Message, field: str) -> list[str]:
     format character (a tab is folding white space, not a control)."""
     values = [_FOLD.sub("", str(value)) for value in message.get_all(field, [])]
     for value in values:
-        check_text(value.replace("\t", " "), f"the {field} header")
+        check_text(value.replace("\t", " "), f"the {field} header", InvalidAddressError)
     return values
 
 

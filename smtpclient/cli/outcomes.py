@@ -25,7 +25,8 @@ from smtpclient.cli.common import (
     combine,
     exit_code_for,
 )
-from smtpclient.errors import RecipientsRefused, SMTPClientError, _safe
+from smtpclient.errors import RecipientsRefused, SMTPClientError
+from smtpclient.errors import safe_text as _safe
 from smtpclient.protocol.reply import Reply
 from smtpclient.report import Status
 from smtpclient.results import SendResult
@@ -111,7 +112,7 @@ def from_error(exc: BaseException, recipients: Sequence[str]) -> list[Outcome]:
     if isinstance(exc, SMTPClientError) and exc.result is not None:
         refused.update(exc.result.refused)
     if isinstance(exc, RecipientsRefused):
-        refused.update(exc.recipients)  # type: ignore[arg-type]
+        refused.update(exc.replies)
     return [
         _from_reply(r, refused[r]) if r in refused else _from_exception(r, exc)
         for r in dict.fromkeys(recipients)
