@@ -15,6 +15,7 @@ from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
 from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.results import SendResult
 from smtpclient.session import Session
+from smtpclient.session.budget import overall
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
 
@@ -60,6 +61,9 @@ def send(
     str, a binary file, an iterable of bytes) with *sender* and *recipients*.
     The connection options are ``Session.connect``'s (one ``ConnectOptions``
     is made of them); *auth_mechanism* chooses the SASL mechanism.
+    ``timeouts.total`` bounds the whole call, from the first connect attempt
+    through the final reply (the wait after the final "." keeps the
+    ``data_done`` floor).
     *dkim* (a ``DKIMSigner`` or several) signs the message before it is
     sent (``smtpclient.dkim``; raw content must then be bytes or str).
 
@@ -102,7 +106,8 @@ def send(
         max_recipients=max_recipients,
         auth_mechanism=auth_mechanism,
     )
-    with Session.open(options) as session:
+    # One total for the whole call: connect, AUTH and the send (not per step).
+    with overall(options.timeouts.total), Session.open(options) as session:
         if credentials is not None:
             session.authenticate(credentials, mechanism=options.auth_mechanism)
         if isinstance(message, Message):

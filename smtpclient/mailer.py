@@ -34,10 +34,12 @@ from smtpclient.errors import PoolClosedError, SMTPClientError
 from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
 from smtpclient.pool import SessionPool
 from smtpclient.protocol.reply import ReplyLimits
+from smtpclient.ratelimit import RateLimit, SendLimits
 from smtpclient.results import SendResult
 from smtpclient.retry import RetryPolicy, closed_while_idle, never_sent, resendable
 from smtpclient.server import ServerSettings
 from smtpclient.session import Session
+from smtpclient.session.budget import overall
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
 
@@ -62,10 +64,16 @@ class Mailer:
     (see ``SessionPool``); pass *pool* to share one pool among Mailers (its
     own limits then apply, and ``close()`` leaves it open).  *retry* is a
     ``RetryPolicy`` or a number of attempts (default: no retries); *dsn* is
-    the default DSN request for every message.  *dkim* (a ``DKIMSigner``
-    or several, e.g. RSA and Ed25519) signs every message this Mailer
-    sends (``smtpclient.dkim``; raw content must then be bytes or str);
-    ``send(..., dkim=...)`` chooses per message.
+    the default DSN request for every message.  *rate_limit* is a
+    ``RateLimit`` or messages a second, shared by all threads (see
+    ``smtpclient.ratelimit``; a server that says it has too many
+    connections makes the Mailer use fewer for a while in any case).
+    ``timeouts.total`` bounds
+    each attempt of ``send``/``sendmail`` as a whole: the checkout (a new
+    connection and its AUTH included) through the final reply.
+    *dkim* (a ``DKIMSigner`` or several, e.g. RSA and Ed25519) signs every
+    message this Mailer sends (``smtpclient.dkim``; raw content must then
+    be bytes or str); ``send(..., dkim=...)`` chooses per message.
 
     Raises:
         TypeError, ValueError: inconsistent or malformed arguments.
@@ -101,6 +109,7 @@ class Mailer:
         retry: RetryPolicy | int | None = None,
         dsn: DSN | None = None,
         pool: SessionPool | None = None,
+        rate_limit: RateLimit | float | None = None,
         dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
     ) -> None:
         credentials = login_credentials(username, password, credentials)
@@ -134,6 +143,7 @@ class Mailer:
             max_messages=max_messages,
             health_check_after=health_check_after,
         )
+        self.limits = SendLimits(RateLimit.coerce(rate_limit), self.pool)
         self._closed = False
 
     # --- one message -----------------------------------------------------------------
@@ -253,20 +263,25 @@ class Mailer:
         fresh = False
         while True:
             self._check_open()
-            try:
-                lease = self.pool.checkout(self.settings, fresh=fresh)
-            except SMTPClientError as exc:
-                if not self._may_retry(exc, retries):
-                    raise
-                retries += 1
-                self._pause(retries, exc)
-                continue
-            fresh = False
-            with lease:
+            # One total per attempt: checkout (a new connection included)
+            # through the final reply.
+            with overall(self.settings.timeouts.total):
                 try:
-                    return work(lease.session)
+                    lease = self.limits.checkout(self.pool, self.settings, fresh=fresh)
                 except SMTPClientError as exc:
-                    error = exc
+                    if not self._may_retry(exc, retries):
+                        raise
+                    retries += 1
+                    self._pause(retries, exc)
+                    continue
+                fresh = False
+                with lease:
+                    try:
+                        self.limits.take(1)
+                        return work(lease.session)
+                    except SMTPClientError as exc:
+                        error = exc
+            self.limits.observe(error)
             if lease.reused and not stale_retried and closed_while_idle(error):
                 log.info("pooled connection was closed by the server (%s); sending again", error)
                 stale_retried = fresh = True
@@ -319,7 +334,7 @@ class Mailer:
         while pending:
             try:
                 self._check_open()
-                lease = self.pool.checkout(self.settings, fresh=fresh)
+                lease = self.limits.checkout(self.pool, self.settings, fresh=fresh)
             except PoolClosedError as exc:  # closed by another thread meanwhile
                 for index in pending:
                     outcomes[index] = PoolClosedError(str(exc))
@@ -334,8 +349,10 @@ class Mailer:
                 break
             fresh = False
             with lease:
-                batch = pending[: self._room(lease.session, len(pending))]
+                batch = pending[: self.limits.room(self._room(lease.session, len(pending)))]
+                self.limits.take(len(batch))
                 results = self._send_batch(lease.session, [items[i] for i in batch])
+            self.limits.observe_all(results)
             again: list[int] = []
             wait = 0.0
             for position, (index, outcome) in enumerate(zip(batch, results, strict=True)):

@@ -121,7 +121,8 @@ def sendmail(
     else:
         content = encode_complete(canonical, Framing.BDAT)
         content = commands.bdat(len(content), last=True) + content
-    channel.start_mail(channel.timeouts.total)
+    # The unsolicited-data check raises here, before the result is known.
+    channel.start_mail(channel.timeouts.total, expect_silence=True)
     try:
         return _send(
             channel, config, sender, addresses, data, mail, rcpts, content, pipelined, with_data
@@ -143,7 +144,6 @@ def _send(
     pipelined: bool,
     with_data: bool,
 ) -> SendResult:
-    channel.expect_silence(_MAIL)  # raises: the reply stream is out of step
     replies: list[Reply] = []
     try:
         if pipelined:
