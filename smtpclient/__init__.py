@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "DKIMSigner",
     "DSN",
     "DeliveryReport",
     "Extensions",
@@ -114,6 +115,7 @@ _LAZY = {
     "MailHost": "smtpclient.resolver",
     "deliver": "smtpclient.delivery",
     "DeliveryReport": "smtpclient.delivery",
+    "DKIMSigner": "smtpclient.dkim",
 }
 
 

@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         found = _addresses(parsed, ("From",))
         sender = args.sender or account.sender or (found[0] if found else _default_sender())
         added = _missing_headers(parsed, sender, args.full_name)
+        if headers and headers[0].endswith(b"\r\n"):
+            added = added.replace(b"\n", b"\r\n")  # one kind of line end in the header
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as message:
             message.write(added + b"".join(_drop(headers, (b"bcc", b"resent-bcc"))))
             if not headers:

@@ -16,6 +16,7 @@ from smtplib import (
     quoteaddr,
 )
 
+from smtpclient.body import check_content
 from smtpclient.compat._wire import WireClient
 from smtpclient.protocol.data import DataEncoder, Framing
 
@@ -44,8 +45,10 @@ def canonical_body(msg: str | bytes | bytearray | memoryview) -> bytes:
 
     Raises:
         UnicodeEncodeError: a str message holds non-ASCII characters.
+        NulOctetError, HeaderInjectionError: see ``body.check_content``.
     """
     data = msg.encode("ascii") if isinstance(msg, str) else bytes(msg)
+    check_content(data)
     return _LINE_END.sub(b"\r\n", data)
 
 

@@ -9,6 +9,8 @@ import io
 from collections.abc import Sequence
 from email.message import Message
 
+from smtpclient.headercheck import check_message_header
+
 __all__ = ["envelope", "flatten", "needs_smtputf8"]
 
 
@@ -44,7 +46,12 @@ def needs_smtputf8(sender: str, recipients: str | Sequence[str]) -> bool:
 
 
 def flatten(msg: Message, *, international: bool) -> bytes:
-    """The message as bytes with CRLF line ends, without its Bcc headers."""
+    """The message as bytes with CRLF line ends, without its Bcc headers.
+
+    Raises:
+        HeaderInjectionError: the header block is not exactly the message's
+            header fields (a value with a line break in it).
+    """
     outgoing = copy.copy(msg)
     del outgoing["Bcc"]
     del outgoing["Resent-Bcc"]
@@ -56,4 +63,6 @@ def flatten(msg: Message, *, international: bool) -> bytes:
         else:
             generator = email.generator.BytesGenerator(buffer)
         generator.flatten(outgoing, linesep="\r\n")
-        return buffer.getvalue()
+        data = buffer.getvalue()
+    check_message_header(data, outgoing.keys())
+    return data
