@@ -238,12 +238,12 @@ LAYERS: tuple[tuple[str, ...], ...] = tuple(
     for names in (
         "__main__ cli contrib compat api demo",
         "mailer pool poolparts server retry delivery domain_delivery resolver dnslookup "
-        "dnscache targets report ratelimit mtasts_fetch hostpolicy dane",
+        "dnscache targets report ratelimit mtasts_fetch hostpolicy dane dkim",
         "session wire opening auth mechanisms transaction batch fastpath plan content "
         "outcome message body",
         "transport sockets eyeballs options",
         "tls timeouts results envelope credentials tlspolicy hostname certinfo saslprep "
-        "netpolicy mtasts tlsresume scramcache",
+        "netpolicy mtasts tlsresume scramcache headercheck",
         "protocol",
         "errors",
     )
