@@ -10,7 +10,9 @@ encoders of ``protocol.commands`` (``plain_mail``/``plain_rcpt``, or
 ``mail`` with ``plan.content_params``), the size rule of
 ``plan.size_parameter``, each reply checked against its command by the
 table of ``protocol.state.answers``, every write, wait and transcript line
-through the same ``Channel``.  While every reply is the usual one (2xx to
+through the same ``Channel``; with PIPELINING and CHUNKING the envelope and
+the content share one write when ``transaction.one_trip_fits`` says so (the
+general path's rule).  While every reply is the usual one (2xx to
 MAIL and RCPT, 354 to DATA, 2xx to the end of the content) the result is
 built directly.  Anything else is handed to the general path:
 
@@ -36,7 +38,7 @@ import time
 from smtpclient.body import BLOCK_SIZE, Body
 from smtpclient.envelope import Envelope
 from smtpclient.errors import InvalidAddressError, MessageTooLarge, ServiceClosing, SMTPClientError
-from smtpclient.plan import build_plan, content_params, content_size, size_parameter
+from smtpclient.plan import Plan, build_plan, content_params, content_size, size_parameter
 from smtpclient.protocol import commands
 from smtpclient.protocol.data import (
     MAX_LINE_LENGTH,
@@ -50,14 +52,19 @@ from smtpclient.results import SendResult
 from smtpclient.session.channel import Channel
 from smtpclient.session.config import SendConfig
 from smtpclient.session.outcome import MessageOutcome
-from smtpclient.session.transaction import PIPELINE_WINDOW, Transaction, transactions
-from smtpclient.session.transcript import bdat_shown, content_shown, group_shown
+from smtpclient.session.transaction import (
+    PIPELINE_WINDOW,
+    Transaction,
+    one_trip_fits,
+    transactions,
+)
+from smtpclient.session.transcript import bdat_shown, content_shown, group_shown, one_trip_shown
 from smtpclient.timeouts import Deadline
 
 __all__ = ["sendmail"]
 
 _MAIL, _RCPT, _DATA_INIT = Stage.MAIL, Stage.RCPT, Stage.DATA_INIT
-_DATA_BLOCK = Stage.DATA_BLOCK
+_DATA_BLOCK, _DATA_DONE = Stage.DATA_BLOCK, Stage.DATA_DONE
 _ANSWERS_MAIL, _ANSWERS_RCPT = ANSWERING[_MAIL], ANSWERING[_RCPT]
 _ANSWERS_DATA = ANSWERING[_DATA_INIT]
 _GROUP_SHOWN = functools.partial(group_shown, 0)
@@ -119,6 +126,16 @@ def sendmail(
         content = encode_complete(canonical, Framing.DATA)
     else:
         content = encode_complete(canonical, Framing.BDAT)
+        if one_trip_fits(config, count, len(content)):
+            content = commands.bdat(len(content), last=True) + content
+            channel.start_mail(channel.timeouts.total)
+            try:
+                return _send_in_one_trip(
+                    channel, config, sender, addresses, data, mail, rcpts, content
+                )
+            finally:
+                channel.total = None
+                channel.last_used = time.monotonic()
         content = commands.bdat(len(content), last=True) + content
     channel.start_mail(channel.timeouts.total)
     try:
@@ -196,6 +213,51 @@ def _send(
     return _result(config, sender, addresses, accepted, (final,), dict.fromkeys(accepted, final))
 
 
+def _send_in_one_trip(
+    channel: Channel,
+    config: SendConfig,
+    sender: str,
+    addresses: list[str],
+    data: bytes,
+    mail: bytes,
+    rcpts: list[bytes],
+    content: bytes,
+) -> SendResult:
+    """``Transaction.send_in_one_trip`` for the plain message: MAIL, every
+    RCPT and ``BDAT <n> LAST`` with the content in one write."""
+    channel.expect_silence(_MAIL)  # raises: the reply stream is out of step
+    count = len(rcpts)
+    rcpts.insert(0, mail)
+    envelope = b"".join(rcpts)
+    stages = [_MAIL, *([_RCPT] * count), _DATA_DONE]
+    try:
+        channel.open_transaction(
+            envelope + content,
+            Deadline(channel.timeouts.mail, _MAIL, channel.total),
+            functools.partial(one_trip_shown, len(envelope)),
+        )
+        replies = channel.read_replies(stages)
+        channel.expect_silence(_DATA_DONE)  # a reply out of step: outcome unknown
+    except SMTPClientError as exc:
+        if not isinstance(exc, ServiceClosing):  # a 421 is an answer: nothing taken
+            exc.outcome_unknown = True
+        exc.result = _result(config, sender, addresses, {}, (), {})
+        raise
+    final = replies[-1]
+    usual = 200 <= final.code < 300
+    for reply in replies[:-1]:  # a loop, not all(): no call
+        if not 200 <= reply.code < 300:
+            usual = False
+            break
+    if not usual:
+        plan, outcome = _general(config, sender, addresses, data)
+        transactions(channel, config, plan, outcome, read_one_trip=replies)
+        return outcome.finish()
+    channel.transaction_done()
+    accepted = dict(zip(addresses, replies[1:-1], strict=False))
+    return _result(config, sender, addresses, accepted, (final,), dict.fromkeys(accepted, final))
+
+
 def _open_stepwise(
     channel: Channel, mail: bytes, rcpts: list[bytes], replies: list[Reply], with_data: bool
 ) -> bool:
@@ -253,6 +315,17 @@ def _result(
     )
 
 
+def _general(
+    config: SendConfig, sender: str, addresses: list[str], data: bytes
+) -> tuple[Plan, MessageOutcome]:
+    """The general path's plan and outcome for the same arguments."""
+    envelope = Envelope.build(sender, addresses)
+    plan = build_plan(
+        envelope, Body(data), config.extensions, config.tls, use_chunking=config.use_chunking
+    )
+    return plan, MessageOutcome(config, plan)
+
+
 def _hand_over(
     channel: Channel,
     config: SendConfig,
@@ -265,11 +338,7 @@ def _hand_over(
     """Carry on with the general path's objects from where the fast path
     stands: after the envelope *replies* read so far, or (with *final*)
     after every recipient was accepted and the content got *final*."""
-    envelope = Envelope.build(sender, addresses)
-    plan = build_plan(
-        envelope, Body(data), config.extensions, config.tls, use_chunking=config.use_chunking
-    )
-    outcome = MessageOutcome(config, plan)
+    plan, outcome = _general(config, sender, addresses, data)
     if final is None:
         transactions(channel, config, plan, outcome, replies)
     else:

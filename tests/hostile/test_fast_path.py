@@ -91,15 +91,19 @@ def _handler(script: Script) -> Any:
         conn.reply("250 scripted.test", *(f"250 {ext}" for ext in own.extensions))
         if own.after_ehlo:
             conn.send(own.after_ehlo)
+        # As Postfix: a BDAT chunk is read even without a transaction.
+        mail_ok = rcpt_ok = False
         while True:
             line = conn.line()
             verb = line.split(b" ", 1)[0].upper()
             if verb == b"MAIL":
                 entry = own.mail.pop(0) if own.mail else "250 2.1.0 Ok"
+                mail_ok = entry.startswith("2")
             elif verb == b"RCPT":
                 address = line.split(b"<", 1)[1].split(b">", 1)[0].decode()
                 queue = own.rcpt.get(address)
                 entry = queue.pop(0) if queue else "250 2.1.5 Ok"
+                rcpt_ok = rcpt_ok or entry.startswith("2")
             elif verb == b"DATA":
                 entry = own.data.pop(0) if own.data else "354 go ahead"
                 if not _answer(conn, own, entry):
@@ -110,12 +114,20 @@ def _handler(script: Script) -> Any:
                 entry = own.final.pop(0) if own.final else QUEUED
             elif verb == b"BDAT":
                 conn.read_exact(int(line.split()[1]))
-                entry = own.final.pop(0) if own.final else QUEUED
+                if not mail_ok:
+                    entry = "503 5.5.1 Error: need MAIL command"
+                elif not rcpt_ok:
+                    entry = "554 5.5.1 Error: no valid recipients"
+                else:
+                    entry = own.final.pop(0) if own.final else QUEUED
+                mail_ok = rcpt_ok = False
             elif verb == b"QUIT":
                 conn.reply("221 2.0.0 Bye")
                 return
             else:  # RSET, NOOP
                 entry = "250 2.0.0 Ok"
+                if verb == b"RSET":
+                    mail_ok = rcpt_ok = False
             if not _answer(conn, own, entry):
                 return
 
