@@ -37,11 +37,10 @@ import time
 
 from smtpclient.body import BLOCK_SIZE, Body
 from smtpclient.envelope import Envelope
-from smtpclient.errors import InvalidAddressError, MessageTooLarge, ServiceClosing, SMTPClientError
-from smtpclient.plan import Plan, build_plan, content_params, content_size, size_parameter
+from smtpclient.errors import ServiceClosing, SMTPClientError
+from smtpclient.plan import Plan, build_plan
 from smtpclient.protocol import commands
 from smtpclient.protocol.data import (
-    MAX_LINE_LENGTH,
     Framing,
     canonical_and_longest,
     encode_complete,
@@ -52,6 +51,7 @@ from smtpclient.results import SendResult
 from smtpclient.session.channel import Channel
 from smtpclient.session.config import SendConfig
 from smtpclient.session.outcome import MessageOutcome
+from smtpclient.session.plain import plain_addresses, plain_lines
 from smtpclient.session.transaction import (
     PIPELINE_WINDOW,
     Transaction,
@@ -68,7 +68,6 @@ _DATA_BLOCK, _DATA_DONE = Stage.DATA_BLOCK, Stage.DATA_DONE
 _ANSWERS_MAIL, _ANSWERS_RCPT = ANSWERING[_MAIL], ANSWERING[_RCPT]
 _ANSWERS_DATA = ANSWERING[_DATA_INIT]
 _GROUP_SHOWN = functools.partial(group_shown, 0)
-_plain_mail, _plain_rcpt = commands.plain_mail, commands.plain_rcpt
 
 
 def sendmail(
@@ -80,16 +79,11 @@ def sendmail(
     Raises: as ``Session.sendmail``.
     """
     # --- what the general path's Envelope.build and build_plan would check
-    if type(sender) is not str or not sender.isascii():
-        return None
-    if type(recipients) is str:
-        addresses: list[str] = [recipients]
-    elif type(recipients) is list or type(recipients) is tuple:
-        addresses = list(recipients)
-    else:
+    addresses = plain_addresses(sender, recipients)
+    if addresses is None:
         return None
     count = len(addresses)
-    if not count or count > config.max_recipients or config.lmtp:
+    if count > config.max_recipients or config.lmtp:
         return None
     pipelined = config.pipelined
     if pipelined and count + 2 > PIPELINE_WINDOW:
@@ -97,30 +91,12 @@ def sendmail(
     if len(data) > BLOCK_SIZE:
         return None
     canonical, longest = canonical_and_longest(data)
-    if longest > MAX_LINE_LENGTH or len(canonical) > BLOCK_SIZE:
+    if len(canonical) > BLOCK_SIZE:
         return None
-    eight_bit = not canonical.isascii()
-    if eight_bit and not config.eightbitmime:
+    lines = plain_lines(config, sender, addresses, canonical, longest)
+    if lines is None:
         return None
-    declared = None
-    if config.size_offered:
-        try:
-            declared = size_parameter(content_size(canonical), config.max_size, True)
-        except MessageTooLarge:
-            return None  # the general path refuses it
-    try:
-        if eight_bit or declared is not None:
-            params = content_params("8BITMIME" if eight_bit else None, declared)
-            mail = commands.mail(sender, params)
-        else:
-            mail = _plain_mail(sender, False)
-        rcpts = []
-        for address in addresses:
-            if type(address) is not str or not address.isascii():
-                return None
-            rcpts.append(_plain_rcpt(address, False))
-    except InvalidAddressError:
-        return None
+    mail, rcpts = lines
     with_data = not config.chunked
     if with_data:
         content = encode_complete(canonical, Framing.DATA)

@@ -31,10 +31,17 @@ from servers.scripted import Conn, ScriptedServer
 
 from hostile.faultkit import FAST, QUICK
 from smtpclient import Session, Timeouts
+from smtpclient.body import Body
+from smtpclient.envelope import Envelope
 from smtpclient.errors import SMTPClientError
+from smtpclient.options import ConnectOptions
+from smtpclient.plan import build_plan
+from smtpclient.protocol.extensions import Extensions
 from smtpclient.protocol.reply import Reply
 from smtpclient.results import SendResult
 from smtpclient.session import fastpath
+from smtpclient.session.config import SendConfig
+from smtpclient.session.plain import plain_plan
 from smtpclient.transport import Transport
 
 BODY = b"Subject: fast\r\n\r\n" + b"line of text\r\n" * 140  # about 2 KiB
@@ -433,3 +440,36 @@ def test_the_transcript_shows_every_bdat_command_as_sent(
     assert sent
     assert sent[-1].endswith(" LAST")
     assert shown == sent
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [(), ("CHUNKING",), ("8BITMIME", "SIZE 100000"), ("8BITMIME", "SIZE 1000", "CHUNKING")],
+    ids=["bare", "chunking", "8bit-size", "small-size"],
+)
+@pytest.mark.parametrize(("name", "script", "args", "fast"), SCENARIOS, ids=list(_ids()))
+def test_send_many_plans_a_plain_message_as_the_general_path(
+    name: str, script: Script, args: tuple[Any, ...], fast: bool, extensions: tuple[str, ...]
+) -> None:
+    # send_many's shortcut (the fast path's rules) makes the very plan the
+    # general path makes, or leaves the message to it.
+    sender, recipients, data = (a() if callable(a) else a for a in args)
+    lines = (b"scripted.test", *(e.encode() for e in extensions))
+    offered = Extensions.parse(Reply.from_wire(250, lines))
+    options = ConnectOptions("127.0.0.1", 25)
+    config = SendConfig.build(offered, None, options, "127.0.0.1")
+    shortcut = plain_plan(config, sender, recipients, data)
+    try:
+        general = build_plan(
+            Envelope.build(sender, recipients), Body(data), offered, None, use_chunking=True
+        )
+    except (SMTPClientError, ValueError, TypeError):
+        assert shortcut is None  # the general path refuses it, with its own error
+        return
+    if shortcut is None:
+        assert not fast  # declined, and the general path sends it (as sendmail's fast path)
+        return
+    for name_ in ("mail_line", "rcpt_lines", "framing", "info", "check_eight_bit", "check_lines"):
+        assert getattr(shortcut, name_) == getattr(general, name_), name_
+    assert shortcut.envelope == general.envelope
+    assert shortcut.body.canonical == general.body.canonical
