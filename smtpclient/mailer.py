@@ -236,7 +236,8 @@ class Mailer:
         stale_retried = False
         fresh = False
         while True:
-            self._check_open()
+            if self._closed:
+                self._check_open()  # raises
             try:
                 lease = self.pool.checkout(self.settings, fresh=fresh)
             except SMTPClientError as exc:

@@ -131,7 +131,8 @@ class SessionPool:
         deadline = time.monotonic() + wait
         key = settings.key
         while True:
-            self._check_process()
+            if self._pid != os.getpid():
+                self._check_process()  # a fork the at-fork hook did not see
             entry, opening, retired, evicted = self._reserve(key, deadline, wait, fresh=fresh)
             self._retire(retired)
             if opening:
@@ -176,9 +177,8 @@ class SessionPool:
                 retired = self._expired()
                 stack = book.idle.get(key)
                 if stack and not fresh:
+                    # An emptied stack stays: check-in refills it (no rehash).
                     entry = stack.pop()
-                    if not stack:
-                        del book.idle[key]
                     book.leased.add(entry)
                     book.reused += 1
                     return entry, False, retired, None
@@ -312,12 +312,15 @@ class SessionPool:
             else:
                 entry.idle_since = now
                 book.idle.setdefault(entry.key, []).append(entry)
-                due = self._due_at(entry)
+                due = min(now + self.max_idle_time, entry.session.created + self.max_age)
                 book.next_due = min(book.next_due, due)
-            later = self._expired()
-            self._wake()
-        self._retire(retired, polite=polite)
-        self._retire(later)
+            later = self._expired() if now >= book.next_due else []
+            if self._waiting:
+                self._cond.notify_all()
+        if retired:
+            self._retire(retired, polite=polite)
+        if later:
+            self._retire(later)
 
     def _retire(self, entries: list[Entry], *, polite: bool = True) -> None:
         """Outside the lock: close retired connections, then free their slots."""
