@@ -152,13 +152,14 @@ class Transaction(ContentSender):
         """``BDAT <n> LAST`` with the whole content, when this transaction
         goes out in one write with it (``one_trip_fits``); else None."""
         plan = self.plan
-        if plan.framing is not Framing.BDAT or not self.config.chunked:
+        if plan.framing is not Framing.BDAT:
             return None
         canonical = plan.body.canonical
-        if canonical is None or len(canonical) > ONE_TRIP_LIMIT:
+        # Encoding adds at most a final CRLF: decide before encoding.
+        if canonical is None or not one_trip_fits(self.config, len(self.batch), len(canonical)):
             return None
         content = encode_complete(canonical, Framing.BDAT)
-        if not one_trip_fits(self.config, len(self.batch), len(content)):
+        if len(content) > ONE_TRIP_LIMIT:
             return None
         return commands.bdat(len(content), last=True) + content
 
