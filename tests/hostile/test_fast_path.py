@@ -334,6 +334,12 @@ def test_fast_path_is_the_general_path_on_the_wire(
     fast_run, general_run = runs
     assert fast_run.taken is fast
     assert not general_run.taken
+    if name == "accepted-three" and pipelining and chunking:
+        # The one-round-trip shape: MAIL, every RCPT and BDAT LAST with the
+        # content in one write, on both paths.
+        groups = [w for w in fast_run.writes if w.startswith(b"MAIL FROM:")]
+        assert len(groups) == 1
+        assert groups[0].endswith(f"BDAT {len(BODY)} LAST\r\n".encode() + BODY)
     assert fast_run.received == general_run.received
     assert fast_run.writes == general_run.writes
     assert fast_run.outcome == general_run.outcome
