@@ -138,6 +138,13 @@ class Envelope:
             params = {k: v for k, v in params.items() if k.upper() != "SMTPUTF8"}
         return cls(sender, tuple(items), dsn or _NO_DSN, params, smtputf8, requiretls)
 
+    @classmethod
+    def plain(cls, sender: str, addresses: list[str]) -> Envelope:
+        """What ``build(sender, addresses)`` makes for str addresses and no
+        options, for a caller that has checked their types already (the
+        plain-message shortcut of ``send_many``)."""
+        return cls(sender, tuple(map(_plain_recipient, addresses)), _NO_DSN, {}, False, False)
+
 
 @functools.lru_cache(maxsize=4096)
 def _plain_recipient(address: str) -> Recipient:

@@ -237,8 +237,21 @@ class Mailer:
         if signers:
             data = sign_raw(data, signers)
         rcpts = list(recipients) if not isinstance(recipients, (str, Recipient)) else recipients
-        options = (tuple(mail_options), tuple(rcpt_options))
         chosen = dsn or self.dsn
+        if (
+            chosen is None
+            and mail_options == ()
+            and rcpt_options == ()
+            and size is None
+            and eight_bit is None
+            and not (smtputf8 or requiretls or binary)
+        ):
+            # The usual call: no options to pass on (Session.sendmail's defaults).
+            def plain(session: Session) -> SendResult:
+                return session.sendmail(sender, rcpts, data)
+
+            return self._deliver(plain, resendable=type(data) is bytes or resendable(data))
+        options = (tuple(mail_options), tuple(rcpt_options))
 
         def work(session: Session) -> SendResult:
             return session.sendmail(
@@ -262,7 +275,8 @@ class Mailer:
         stale_retried = False
         fresh = False
         while True:
-            self._check_open()
+            if self._closed:
+                self._check_open()  # raises
             # One total per attempt: checkout (a new connection included)
             # through the final reply.
             with overall(self.settings.timeouts.total):

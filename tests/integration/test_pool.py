@@ -296,6 +296,25 @@ def test_connections_are_retired_with_quit(
     assert server.connections == 2
 
 
+def test_a_session_closed_by_its_caller_while_idle_is_never_handed_out(
+    scripted: Callable[[Callable[[Conn], None]], ScriptedServer],
+) -> None:
+    # Retirement by age and idleness is rescanned only once something may be
+    # due; a session closed behind the pool's back is caught as it goes out.
+    server = scripted(normal)
+    settings = settings_for(server.port)
+    with SessionPool() as pool:
+        with pool.checkout(settings) as lease:
+            kept = lease.session
+        kept.close()  # misuse: the lease was already given back
+        with pool.checkout(settings) as lease:
+            assert not lease.reused
+            assert lease.session is not kept
+            lease.session.sendmail("a@example.com", "b@example.com", BODY)
+        assert pool.stats().reused == 0
+    assert server.connections == 2
+
+
 def test_a_connection_that_failed_mid_transaction_is_never_returned(
     scripted: Callable[[Callable[[Conn], None]], ScriptedServer],
 ) -> None:
