@@ -28,6 +28,7 @@ from servers.multihome import on_one_port
 from servers.scripted import Conn, ScriptedServer, greet_and_ehlo, serve_normally
 
 from smtpclient import Resolver, Timeouts, deliver
+from smtpclient.delivery import redeliver
 from smtpclient.mtasts import PolicyCache
 from smtpclient.report import DeliveryReport, Status
 from smtpclient.timeouts import DATA_DONE_FLOOR
@@ -35,9 +36,9 @@ from smtpclient.timeouts import DATA_DONE_FLOOR
 pytestmark = pytest.mark.knot
 
 B = "budget.test"
-DEADLINE = 2.0
+DEADLINE = 3.0  # seconds: ample to reach each stage under test, even on a loaded machine
 SLACK = 6.0  # far more than a loaded machine needs; far less than any stage timeout
-DRIP = 0.3  # seconds between the octets of a dripped reply (each takes ~5 s in all)
+DRIP = 0.4  # seconds between the octets of a dripped reply (each takes 5-9 s in all)
 
 ZONE = f"""\
 $ORIGIN {B}.
@@ -177,6 +178,37 @@ def test_a_dripped_greeting_uses_up_the_deadline_and_nothing_more_starts(
 def test_a_dripped_ehlo_is_cut_by_the_deadline(resolver: Resolver) -> None:
     rcpt = f"cy@ehlo.{B}"
     with on_one_port(at("127.0.0.243", dripping_ehlo), at("127.0.0.244", normal)) as (
+        port,
+        (first, second),
+    ):
+        report, took = timed(
+            lambda: deliver(
+                message(rcpt),
+                resolver=resolver,
+                port=port,
+                target_policy="any",
+                mta_sts=False,
+                deadline=DEADLINE,
+            )
+        )
+        assert first.connections == 1 and second.connections == 0
+    assert took < DEADLINE + SLACK
+    assert_deferred_by_the_budget(report, rcpt)
+
+
+def test_a_stalled_tls_handshake_is_not_retried_in_plaintext_past_the_deadline(
+    resolver: Resolver,
+) -> None:
+    # OPPORTUNISTIC retries a broken handshake in plaintext on a new
+    # connection -- but not once the budget is spent.
+    def stalled_handshake(conn: Conn) -> None:
+        greet_and_ehlo(conn, ("STARTTLS", "8BITMIME"))
+        conn.expect(b"STARTTLS")
+        conn.reply("220 2.0.0 go ahead")
+        conn.stall(30)  # the client's hello is never answered
+
+    rcpt = f"dot@greet.{B}"
+    with on_one_port(at("127.0.0.241", stalled_handshake), at("127.0.0.242", normal)) as (
         port,
         (first, second),
     ):
@@ -338,6 +370,21 @@ def test_the_mta_sts_fetch_counts_against_the_deadline(resolver: Resolver) -> No
     assert_deferred_by_the_budget(report, rcpt)
 
 
+def test_redeliver_takes_a_deadline_of_its_own(resolver: Resolver) -> None:
+    rcpt = f"ned@rcpt.{B}"
+    options = {"resolver": resolver, "target_policy": "any", "mta_sts": False}
+    with on_one_port(at("127.0.0.245", dripping_rcpt)) as (port, (server,)):
+        first = deliver(message(rcpt), port=port, deadline=DEADLINE, **options)  # type: ignore[arg-type]
+        assert first[rcpt].status is Status.DEFERRED
+        report, took = timed(
+            lambda: redeliver(first, message(rcpt), port=port, deadline=DEADLINE, **options)
+        )
+        assert server.connections == 2
+    assert took < DEADLINE + SLACK
+    assert report.attempt == 2
+    assert_deferred_by_the_budget(report, rcpt)
+
+
 # --- each attempt ------------------------------------------------------------------------
 
 
@@ -382,7 +429,8 @@ def test_timeouts_total_bounds_each_attempt_and_the_next_host_delivers(
     trace = report.domains[f"ehlo.{B}"]
     assert b"MAIL FROM" in bytes(first.conns[0].received)  # it got as far as the transaction
     assert any(
-        v.address == "127.0.0.243" and "Timeouts.total=2 s" in v.result for v in trace.visits
+        v.address == "127.0.0.243" and f"Timeouts.total={DEADLINE:g} s" in v.result
+        for v in trace.visits
     )
     assert took < DEADLINE + SLACK
 
