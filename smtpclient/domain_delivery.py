@@ -20,7 +20,8 @@ The walk, as Postfix's smtp client does it:
    time budget has run out; what is still open is DEFERRED.
 
 Time: the whole walk runs under the call's budget and each attempt (one
-host's session) under ``Timeouts.total`` as ``delivery_clock`` says.
+host's session) under ``Timeouts.total``, as ``DeliveryClock`` (in
+``delivery_settings``) says.
 """
 
 from __future__ import annotations
@@ -382,7 +383,7 @@ class DomainDelivery:
         delivered = 0
         asked: set[str] = set()  # each recipient is offered to a host once
         try:
-            while session.usable:
+            while session.usable and time_left(self.attempt_deadline, 1.0):
                 batch = [r for r in self.open if r not in asked][:MAX_RECIPIENTS]
                 if not batch:
                     break

@@ -304,6 +304,42 @@ def test_quit_waits_no_longer_than_the_deadline(resolver: Resolver) -> None:
     assert took < DEADLINE + SLACK
 
 
+def test_no_second_transaction_starts_after_the_deadline(resolver: Resolver) -> None:
+    # 101 recipients make two transactions (at most 100 each); the first
+    # one's reply comes after the deadline (inside the floor), so the second
+    # is never started and its recipient is deferred.
+    def late_first_reply(conn: Conn) -> None:
+        greet_and_ehlo(conn, ("8BITMIME",))
+        conn.expect(b"MAIL")
+        conn.reply("250 2.1.0 Ok")
+        while conn.line().upper().startswith(b"RCPT"):
+            conn.reply("250 2.1.5 Ok")
+        conn.reply("354 go ahead")  # the line just read was DATA
+        conn.read_data()
+        conn.stall(DEADLINE + 1)
+        conn.reply("250 2.0.0 Ok: queued as FIRST")
+        serve_normally(conn)
+
+    recipients = [f"r{n}@dot.{B}" for n in range(101)]
+    with on_one_port(at("127.0.0.246", late_first_reply)) as (port, (server,)):
+        report, took = timed(
+            lambda: deliver(
+                message(*recipients),
+                resolver=resolver,
+                port=port,
+                target_policy="any",
+                mta_sts=False,
+                deadline=DEADLINE,
+            )
+        )
+        wire = bytes(server.conns[0].received)
+    assert wire.count(b"MAIL FROM") == 1
+    assert [report[r].status for r in recipients[:100]] == [Status.DELIVERED] * 100
+    last = report[recipients[100]]
+    assert last.status is Status.DEFERRED and "time budget" in last.reason
+    assert took < DEADLINE + 1 + SLACK
+
+
 @pytest.mark.slow
 def test_no_reply_to_the_final_dot_is_unknown_after_the_floor(resolver: Resolver) -> None:
     def silent_after_dot(conn: Conn) -> None:
