@@ -18,7 +18,8 @@ time (``tests/unit/test_import_graph.py`` fails on any cycle):
 2. services -- ``mailer`` (pooled, thread-safe) over ``pool`` (which uses
    ``poolparts``), ``server`` (settings, pool keys), ``retry``; direct
    delivery: ``delivery`` -> ``domain_delivery`` -> ``resolver`` ->
-   ``dnslookup``/``dnscache``, with ``targets``, ``report``.
+   ``dnslookup``/``dnscache``, with ``targets``, ``report`` and
+   ``delivery_settings`` (the settings and time budget of one call).
 3. the engine -- ``session`` (``Session``) and the modules one conversation
    runs through: ``wire``, ``opening`` (connect, greeting, EHLO, STARTTLS),
    ``auth``/``mechanisms`` (``scramcache``: SCRAM keys kept),

@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from smtpclient.headercheck import RAW_HEAD_LIMIT, check_raw_header
-from smtpclient.protocol.data import BodyScanner, canonical_and_longest, nul_error
+from smtpclient.protocol.data import (
+    BodyScanner,
+    canonical_and_longest,
+    content_size,
+    nul_error,
+)
 
 __all__ = ["BLOCK_SIZE", "Body", "BodyInfo", "BodySource", "check_content"]
 
@@ -144,7 +149,7 @@ class Body:
             assert self._bytes is not None
             check_raw_header(self._bytes)
             eight_bit = not canonical.isascii()
-            size = len(canonical) + (0 if not canonical or canonical.endswith(b"\r\n") else 2)
+            size = content_size(canonical)
             declared = self._declared
             self._info = BodyInfo(
                 declared.size if declared.size is not None else size,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import re
 
-from smtpclient.errors import NulOctetError
+from smtpclient.errors import MessageTooLarge, NulOctetError
 
 __all__ = [
     "MAX_LINE_LENGTH",
@@ -33,9 +33,12 @@ __all__ = [
     "Framing",
     "canonical_and_longest",
     "canonicalise",
+    "content_size",
     "encode_complete",
     "longest_line",
     "nul_error",
+    "size_parameter",
+    "terminated_size",
 ]
 
 MAX_LINE_LENGTH = 998  # octets, not counting CRLF (RFC 5321 §4.5.3.1.6)
@@ -52,6 +55,39 @@ class Framing(enum.Enum):
     DATA = "data"  # dot-stuffed, CRLF.CRLF terminated
     BDAT = "bdat"  # CRLF-normalised, length-framed
     BINARY = "binary"  # BDAT with BODY=BINARYMIME: bytes as given
+
+
+# --- the message-size rule (RFC 1870) ---------------------------------------------------
+# One rule for every path that declares SIZE= or refuses a message as too
+# large before MAIL: the plan, the fast path, Body.info() and BodyScanner.
+
+
+def terminated_size(octets: int, *, open_line: bool) -> int:
+    """The size SIZE= declares for content of *octets* octets with CRLF line
+    ends: the octets as sent before dot-stuffing, so plus the CRLF the
+    encoder adds when the last line is *open_line* (unterminated).  The
+    end-of-data marker and dot-stuffing do not count (RFC 1870 §3)."""
+    return octets + 2 if open_line else octets
+
+
+def content_size(canonical: bytes) -> int:
+    """``terminated_size`` of content already in canonical form (CRLF line ends)."""
+    return terminated_size(
+        len(canonical), open_line=bool(canonical) and not canonical.endswith(b"\r\n")
+    )
+
+
+def size_parameter(size: int, limit: int | None, offered: bool) -> str | None:
+    """A message of *size* octets against the server's SIZE *limit*: refused
+    when over it; when SIZE is *offered*, the value MAIL FROM declares
+    (else None).
+
+    Raises:
+        MessageTooLarge: *size* is over *limit*.
+    """
+    if limit is not None and size > limit:
+        raise MessageTooLarge(f"the message is {size} octets; the server accepts at most {limit}")
+    return str(size) if offered else None
 
 
 def nul_error() -> NulOctetError:
@@ -265,7 +301,7 @@ class BodyScanner:
     @property
     def size(self) -> int:
         """Octets on the wire, counting the CRLF added to an unfinished last line."""
-        return self._size + (2 if self._line else 0)
+        return terminated_size(self._size, open_line=self._line > 0)
 
     @property
     def long_lines(self) -> bool:

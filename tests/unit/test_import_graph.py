@@ -237,7 +237,8 @@ LAYERS: tuple[tuple[str, ...], ...] = tuple(
     tuple(names.split())
     for names in (
         "__main__ cli contrib compat api demo",
-        "mailer pool poolparts server retry delivery domain_delivery resolver dnslookup "
+        "mailer pool poolparts server retry delivery domain_delivery delivery_settings "
+        "resolver dnslookup "
         "dnscache targets report ratelimit mtasts_fetch hostpolicy dane dkim",
         "session wire opening auth mechanisms transaction batch fastpath plan content "
         "outcome message body",
