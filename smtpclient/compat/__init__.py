@@ -52,15 +52,24 @@ from smtplib import (
 from smtpclient.compat._client import SMTP
 from smtpclient.compat._client import SMTP_PORT as SMTP_PORT
 from smtpclient.compat._commands import OLDSTYLE_AUTH as OLDSTYLE_AUTH
+from smtpclient.compat._link import _MAXLINE as _MAXLINE
+from smtpclient.compat._link import CRLF as CRLF
 from smtpclient.compat._secure import _MAXCHALLENGE as _MAXCHALLENGE
 from smtpclient.compat._variants import LMTP as LMTP
 from smtpclient.compat._variants import LMTP_PORT as LMTP_PORT
 from smtpclient.compat._variants import SMTP_SSL
 from smtpclient.compat._variants import SMTP_SSL_PORT as SMTP_SSL_PORT
-from smtpclient.compat._wire import _MAXLINE as _MAXLINE
-from smtpclient.compat._wire import CRLF as CRLF
-from smtpclient.compat._wire import ReplyTimeoutError as ReplyTimeoutError
-from smtpclient.compat._wire import ReplyTooLargeError as ReplyTooLargeError
+from smtpclient.errors import ReplyTimeoutError as ReplyTimeoutError
+from smtpclient.errors import ReplyTooLargeError as ReplyTooLargeError
+from smtpclient.errors.compat import AddressNeedsSMTPUTF8 as AddressNeedsSMTPUTF8
+from smtpclient.errors.compat import AlreadyConnectedError as AlreadyConnectedError
+from smtpclient.errors.compat import AlreadyEncryptedError as AlreadyEncryptedError
+from smtpclient.errors.compat import EightBitContentError as EightBitContentError
+from smtpclient.errors.compat import HeaderInjectionError as HeaderInjectionError
+from smtpclient.errors.compat import LongLineError as LongLineError
+from smtpclient.errors.compat import MalformedGreetingError as MalformedGreetingError
+from smtpclient.errors.compat import MalformedReplyError as MalformedReplyError
+from smtpclient.errors.compat import UnsolicitedReplyError as UnsolicitedReplyError
 
 __all__ = [
     "SMTPException",

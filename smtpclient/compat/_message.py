@@ -6,10 +6,39 @@ import copy
 import email.generator
 import email.utils
 import io
+import re
 from collections.abc import Sequence
 from email.message import Message
 
-__all__ = ["envelope", "flatten", "needs_smtputf8"]
+from smtpclient.errors.compat import HeaderInjectionError
+
+__all__ = ["check_headers", "envelope", "flatten", "needs_smtputf8"]
+
+# A CR or LF that does not start a folded continuation (CRLF then space or tab).
+_UNFOLDED_BREAK = re.compile(r"\r(?!\n[ \t])|\n(?![ \t])")
+
+
+def check_headers(msg: Message) -> None:
+    """Refuse header values that would go out as extra header lines.
+
+    The one place compat checks headers (to be replaced by the library's
+    header check once every face shares it).  A compat32 ``Message`` keeps a
+    value such as ``"Hi\r\nBcc: x@evil.test"`` as given and the generator
+    writes it out as two lines.
+
+    Raises:
+        HeaderInjectionError: a name or value holds a CR or LF that is not
+            folding (a ``ValueError``); nothing was sent.
+    """
+    for name, value in msg.items():
+        text = value if isinstance(value, str) else str(value)
+        if "\r" in name or "\n" in name or ":" in name:
+            raise HeaderInjectionError(f"malformed header name {name!r}")
+        if _UNFOLDED_BREAK.search(text):
+            raise HeaderInjectionError(
+                f"header {name} holds a line break that is not folding (it would be sent "
+                f"as an extra header line): {text[:80]!r}"
+            )
 
 
 def envelope(
