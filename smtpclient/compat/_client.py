@@ -109,7 +109,7 @@ class SMTP(SecureClient):
                 connection failed.
             SMTPServerDisconnected: the server closed before greeting.
         """
-        if self.connected:
+        if self._connected():
             raise AlreadyConnectedError(
                 "already connected: call quit() or close() before connect()"
             )
@@ -166,7 +166,7 @@ class SMTP(SecureClient):
         path(from_addr, utf8=utf8, sender=True)
         for recipient in recipients:
             path(recipient, utf8=utf8)
-        check_content(body, eight_bit_ok=self.eight_bit_ok())
+        check_content(body, eight_bit_ok=self._eight_bit_ok())
         esmtp_options: list[str] = []
         if self.does_esmtp:
             if self.has_extn("size"):

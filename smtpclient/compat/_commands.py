@@ -266,7 +266,7 @@ class CommandClient(LinkClient):
             self._accepted.append(recip)
         return code, msg
 
-    def eight_bit_ok(self) -> bool:
+    def _eight_bit_ok(self) -> bool:
         """True when the server takes 8-bit content (8BITMIME or SMTPUTF8)."""
         return self.has_extn("8bitmime") or self.has_extn("smtputf8")
 
@@ -285,7 +285,7 @@ class CommandClient(LinkClient):
             SMTPDataError: DATA was not answered with 354.
         """
         canonical = canonical_body(msg)
-        check_content(canonical, eight_bit_ok=self.eight_bit_ok())
+        check_content(canonical, eight_bit_ok=self._eight_bit_ok())
         return self._data(canonical)
 
     def _data(self, canonical: bytes) -> Reply:

@@ -92,13 +92,13 @@ def exclusive(method: Callable[Concatenate[L, P], R]) -> Callable[Concatenate[L,
 
     @functools.wraps(method)
     def wrapper(self: L, *args: P.args, **kwargs: P.kwargs) -> R:
-        lock = self.turn
+        lock = self._turn
         if not lock.acquire(blocking=False):
             raise SessionBusyError(
                 "this SMTP object is in use by another thread; use one per thread"
             )
         try:
-            owner = self.reply_owner
+            owner = self._reply_owner
             if owner is not None and owner != threading.get_ident():
                 raise SessionBusyError("another thread is waiting for replies on this SMTP object")
             return method(self, *args, **kwargs)
@@ -149,8 +149,8 @@ class LinkClient:
     command_encoding: str = "ascii"
 
     def _setup_link(self) -> None:
-        self.turn = threading.RLock()
-        self.reply_owner: int | None = None  # the thread that awaits replies
+        self._turn = threading.RLock()
+        self._reply_owner: int | None = None  # the thread that awaits replies
         self._channel: Channel | None = None
         self._peer_host: str | None = None  # the host actually connected to (for TLS)
         self._shown_next: str | None = None  # redacted form of the next send(), if secret
@@ -203,10 +203,9 @@ class LinkClient:
         self._peer_host = host
         self._awaited.clear()
         self._awaited.append(Stage.GREETING)
-        self.reply_owner = threading.get_ident()
+        self._reply_owner = threading.get_ident()
 
-    @property
-    def connected(self) -> bool:
+    def _connected(self) -> bool:
         """True while a connection is open."""
         channel = self._channel
         return channel is not None and not channel.transport.closed
@@ -263,7 +262,7 @@ class LinkClient:
             raise ServerDisconnected("Server not connected", stage=stage) from exc
         self._awaited.extend([reply_stage or stage] * replies)
         if replies:
-            self.reply_owner = threading.get_ident()
+            self._reply_owner = threading.get_ident()
 
     def _check_quiet(self, channel: Channel, stage: Stage) -> None:
         """The unsolicited-data check before a command (see the module)."""
@@ -336,7 +335,7 @@ class LinkClient:
         channel = self._live_channel()
         stage = self._awaited.popleft() if self._awaited else Stage.COMMAND
         if not self._awaited:
-            self.reply_owner = None
+            self._reply_owner = None
         reply = self._read(channel, stage)
         if self.debuglevel > 0:
             for line in _wire_lines(reply):
@@ -389,7 +388,7 @@ class LinkClient:
         sock, self.sock = self.sock, None
         self.file = None
         self._awaited.clear()
-        self.reply_owner = None
+        self._reply_owner = None
         if channel is not None:
             channel.transport.close()  # the TLS wrapper too, after STARTTLS
         if sock is not None:

@@ -123,7 +123,7 @@ class LMTP(SMTP):
         """
         if host[0] != "/":
             return super().connect(host, port, source_address=source_address)
-        if self.connected:
+        if self._connected():
             raise AlreadyConnectedError(
                 "already connected: call quit() or close() before connect()"
             )
