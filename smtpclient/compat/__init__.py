@@ -7,11 +7,17 @@ constructor signatures for the running Python (3.11 keeps the deprecated
 return values and side effects, and smtplib's very exception classes.
 Like smtplib it stays in plaintext until ``starttls()`` is called.
 
-Where smtplib is unsafe this module is not (see docs/migrating.md):
-``timeout`` bounds each whole reply, replies are size-capped, the default
-TLS context verifies certificates (certifi), the read buffer is discarded
-at STARTTLS, bytes bodies get CRLF line ends, AUTH secrets are redacted in
-``set_debuglevel`` output and control characters in commands are refused.
+It is a thin façade over the engine the native API uses: every command
+and reply goes through ``session.channel.Channel`` (deadlines on every
+write and whole reply, capped replies, the unsolicited-reply check before
+commands), addresses through the engine's address code, content through
+its content rules.  Where smtplib is unsafe this module is not (see
+docs/migrating.md): hostile addresses are refused before MAIL, stale or
+malformed replies raise (``UnsolicitedReplyError``, ``MalformedReplyError``)
+and close the connection, over-long lines and unsupported 8-bit content are
+refused before MAIL, header injection is refused, one thread at a time,
+the default TLS context verifies certificates, STARTTLS failures close the
+connection, AUTH secrets are redacted in ``set_debuglevel`` output.
 
 ``socket`` and ``datetime`` are looked up in this module at call time, so
 replacing ``smtpclient.compat.socket`` redirects connections exactly as
