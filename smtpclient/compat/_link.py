@@ -156,6 +156,9 @@ class LinkClient:
         self._shown_next: str | None = None  # redacted form of the next send(), if secret
         self._auth_depth = 0  # > 0 while an AUTH exchange runs
         self._awaited: collections.deque[Stage] = collections.deque()  # replies owed
+        # Raw send() calls (a body in pieces, hand-made pipelining) owe an
+        # unknown number of replies: no check until the caller reads one.
+        self._raw_pending = False
 
     # --- debug output -----------------------------------------------------------------
 
@@ -203,6 +206,7 @@ class LinkClient:
         self._peer_host = host
         self._awaited.clear()
         self._awaited.append(Stage.GREETING)
+        self._raw_pending = False
         self._reply_owner = threading.get_ident()
 
     def _connected(self) -> bool:
@@ -224,7 +228,9 @@ class LinkClient:
     def send(self, s: str | bytes) -> None:
         """Send *s* to the server (str is encoded with ``command_encoding``).
 
-        A reply is expected for it (``getreply``).
+        Raw data owes an unknown number of replies: until ``getreply`` is
+        called, later sends and commands are not checked for replies
+        nobody asked for.
 
         Raises:
             SMTPServerDisconnected: not connected, or the write failed (the
@@ -232,7 +238,9 @@ class LinkClient:
             UnsolicitedReplyError: the server had sent a reply nobody asked
                 for (the connection is closed; nothing was sent).
         """
-        self._send(s, Stage.COMMAND, check=True, replies=1)
+        self._send(s, Stage.COMMAND, check=True, replies=0)
+        self._raw_pending = True
+        self._reply_owner = threading.get_ident()
 
     def _send(
         self,
@@ -249,7 +257,7 @@ class LinkClient:
         channel = self._live_channel()
         data = s.encode(self.command_encoding) if isinstance(s, str) else s
         sys.audit("smtplib.send", self, data)
-        if check and not self._awaited:
+        if check and not self._awaited and not self._raw_pending:
             self._check_quiet(channel, stage)
         try:
             channel.write(data, stage, shown="<redacted>" if shown is not None else None)
@@ -333,8 +341,12 @@ class LinkClient:
             (After any of these the connection is closed.)
         """
         channel = self._live_channel()
-        stage = self._awaited.popleft() if self._awaited else Stage.COMMAND
-        if not self._awaited:
+        if self._awaited:
+            stage = self._awaited.popleft()
+        else:
+            stage = Stage.COMMAND
+            self._raw_pending = False
+        if not self._awaited and not self._raw_pending:
             self._reply_owner = None
         reply = self._read(channel, stage)
         if self.debuglevel > 0:
@@ -388,6 +400,7 @@ class LinkClient:
         sock, self.sock = self.sock, None
         self.file = None
         self._awaited.clear()
+        self._raw_pending = False
         self._reply_owner = None
         if channel is not None:
             channel.transport.close()  # the TLS wrapper too, after STARTTLS

@@ -165,6 +165,22 @@ def test_a_stale_reply_after_the_final_reply_stops_the_next_command(
     assert b"NOOP" not in sent.upper()
 
 
+def test_a_body_sent_in_raw_pieces_keeps_the_stale_check(wire: Callable[..., Wire]) -> None:
+    item = wire(_two_replies_to_the_dot)
+    s = item.client()
+    s.ehlo()
+    assert s.docmd("MAIL", "FROM:<me@example.test>")[0] == 250
+    assert s.docmd("RCPT", "TO:<you@example.test>")[0] == 250
+    assert s.docmd("DATA")[0] == 354
+    s.send(b"Subject: pieces\r\n\r\n")
+    s.send(b"body\r\n.\r\n")
+    assert s.getreply() == (250, b"queued")
+    with pytest.raises(compat.UnsolicitedReplyError):  # the extra 250 is still caught
+        s.noop()
+    (sent,) = stopped(item)
+    assert b"Subject: pieces\r\n\r\nbody\r\n.\r\n" in sent and b"NOOP" not in sent.upper()
+
+
 def test_pipelined_putcmd_then_getreply_is_not_mistaken_for_stale(
     wire: Callable[..., Wire],
 ) -> None:
@@ -173,6 +189,10 @@ def test_pipelined_putcmd_then_getreply_is_not_mistaken_for_stale(
         s.ehlo()
         s.putcmd("noop")
         s.putcmd("rset")
+        assert s.getreply()[0] == 250
+        assert s.getreply()[0] == 250
+        s.send("NOOP\r\n")  # hand-made pipelining with raw sends
+        s.send("RSET\r\n")
         assert s.getreply()[0] == 250
         assert s.getreply()[0] == 250
         assert s.noop()[0] == 250
