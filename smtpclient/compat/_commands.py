@@ -24,6 +24,7 @@ from smtpclient.compat._link import LinkClient, exclusive
 from smtpclient.errors.compat import EightBitContentError, LongLineError
 from smtpclient.protocol.data import BodyScanner, DataEncoder, Framing
 from smtpclient.protocol.state import Stage
+from smtpclient.session.transcript import content_shown
 
 __all__ = [
     "MAX_LINE_OCTETS",
@@ -303,6 +304,7 @@ class CommandClient(LinkClient):
             check=False,
             replies=self._final_replies(),
             reply_stage=Stage.DATA_DONE,
+            shown=content_shown,
         )
         return self._final_reply()
 

@@ -41,6 +41,7 @@ from smtpclient.protocol.commands import check_text
 from smtpclient.protocol.reply import Reply, ReplyLimits
 from smtpclient.protocol.state import Stage
 from smtpclient.session.channel import Channel
+from smtpclient.session.transcript import Shown
 from smtpclient.streams import transport_for
 from smtpclient.timeouts import Timeouts
 
@@ -125,6 +126,11 @@ def _wire_lines(reply: Reply) -> list[bytes]:
         separator = b"-" if index < last else (b" " if text else b"")
         out.append(code + separator + text + b"\r\n")
     return out
+
+
+def _raw_shown(data: bytes) -> str:
+    """The transcript's view of a raw ``send()``: it may be message content."""
+    return f"<{len(data)} octets sent with send()>"
 
 
 def _budget(sock: Any) -> float:
@@ -238,7 +244,7 @@ class LinkClient:
             UnsolicitedReplyError: the server had sent a reply nobody asked
                 for (the connection is closed; nothing was sent).
         """
-        self._send(s, Stage.COMMAND, check=True, replies=0)
+        self._send(s, Stage.COMMAND, check=True, replies=0, shown=_raw_shown)
         self._raw_pending = True
         self._reply_owner = threading.get_ident()
 
@@ -250,17 +256,21 @@ class LinkClient:
         check: bool,
         replies: int,
         reply_stage: Stage | None = None,
+        shown: Shown = None,
     ) -> None:
-        shown, self._shown_next = self._shown_next, None
+        """Write *s* (``send``'s debug output and audit event included);
+        *replies* replies to it are then owed, under *reply_stage*; *shown*
+        replaces *s* in the engine's transcript (secrets, message content)."""
+        redacted, self._shown_next = self._shown_next, None
         if self.debuglevel > 0:
-            self._print_debug("send:", repr(s if shown is None else shown))
+            self._print_debug("send:", repr(s if redacted is None else redacted))
         channel = self._live_channel()
         data = s.encode(self.command_encoding) if isinstance(s, str) else s
         sys.audit("smtplib.send", self, data)
         if check and not self._awaited and not self._raw_pending:
             self._check_quiet(channel, stage)
         try:
-            channel.write(data, stage, shown="<redacted>" if shown is not None else None)
+            channel.write(data, stage, shown="<redacted>" if redacted is not None else shown)
         except SMTPTimeoutError as exc:
             self.close()
             seconds = channel.timeouts.for_stage(stage)

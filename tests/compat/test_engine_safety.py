@@ -4,6 +4,7 @@ returned or raised."""
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 import threading
@@ -419,4 +420,21 @@ def test_a_malformed_reply_raises_and_closes(wire: Callable[..., Wire], reply: b
     assert isinstance(caught.value, ProtocolError)
     assert caught.value.smtp_code == -1
     assert s.sock is None
+    stopped(item)
+
+
+# --- the engine's transcript ----------------------------------------------------------
+
+
+def test_the_engine_transcript_shows_commands_not_content(
+    wire: Callable[..., Wire], caplog: pytest.LogCaptureFixture
+) -> None:
+    item = wire(normal())
+    with caplog.at_level(logging.DEBUG, logger="smtpclient.transcript"):
+        with item.client() as s:
+            s.sendmail("me@example.test", ["you@example.test"], b"the private body\r\n")
+    text = caplog.text
+    assert "C: mail FROM:<me@example.test>" in text.replace("from:", "FROM:")
+    assert "S: 250" in text and "octets of message content" in text
+    assert "private body" not in text
     stopped(item)
