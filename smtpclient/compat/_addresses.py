@@ -12,6 +12,7 @@ finds must appear as written, and the result goes through the engine's
 from __future__ import annotations
 
 import email.utils
+import re
 import unicodedata
 
 from smtpclient.errors import InvalidAddressError
@@ -20,6 +21,7 @@ from smtpclient.protocol.commands import encode_address
 
 __all__ = ["path"]
 
+_QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 # Cc (controls), Cf (format: bidi overrides, zero-width ...), line and paragraph separators.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
@@ -30,6 +32,15 @@ def _refuse_controls(address: str) -> None:
         if not char.isprintable() and category in _REFUSED_CATEGORIES:
             kind = "control character" if category == "Cc" else "format character"
             raise InvalidAddressError(f"address contains a {kind} {char!r}: {address[:80]!r}")
+
+
+def _refuse_lists(address: str) -> None:
+    """parseaddr keeps the first of several addresses and drops the rest."""
+    unquoted = _QUOTED_STRING.sub('""', address)
+    if unquoted.count("<") > 1 or len(email.utils.getaddresses([address])) > 1:
+        raise InvalidAddressError(
+            f"not exactly one address (give each one separately): {address!r}"
+        )
 
 
 def path(address: str, *, utf8: bool = False, sender: bool = False) -> str:
@@ -44,7 +55,8 @@ def path(address: str, *, utf8: bool = False, sender: bool = False) -> str:
         AddressNeedsSMTPUTF8: a non-ASCII local part without *utf8* (also a
             ``UnicodeEncodeError``, as smtplib raises).
         InvalidAddressError: a control or format character anywhere, a
-            malformed address, or one parseaddr would read as another.
+            malformed address, more than one address, or one parseaddr
+            would read as another.
     """
     if not isinstance(address, str):
         raise TypeError(f"address must be str, not {type(address).__name__}")
@@ -53,6 +65,7 @@ def path(address: str, *, utf8: bool = False, sender: bool = False) -> str:
         if sender:
             return "<>"
         raise InvalidAddressError("the null path <> is only allowed as the sender")
+    _refuse_lists(address)
     name, found = email.utils.parseaddr(address)
     if (name, found) == ("", ""):
         candidate = address.strip()

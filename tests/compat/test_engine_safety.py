@@ -73,6 +73,8 @@ HOSTILE_ADDRESSES = [
     pytest.param('"Bob\x00" <bob@example.test>', id="NUL in display name"),
     pytest.param("bob\u202e@example.test", id="bidi override"),
     pytest.param("bob@example.test\r\nRSET", id="CRLF after address"),
+    pytest.param("bob@example.test, evil@attacker.test", id="a list (parseaddr keeps one)"),
+    pytest.param("Bob <bob@example.test> <evil@attacker.test>", id="two angle addresses"),
 ]
 
 
