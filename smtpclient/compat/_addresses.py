@@ -12,6 +12,7 @@ finds must appear as written, and the result goes through the engine's
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 import unicodedata
 
@@ -60,6 +61,14 @@ def path(address: str, *, utf8: bool = False, sender: bool = False) -> str:
     """
     if not isinstance(address, str):
         raise TypeError(f"address must be str, not {type(address).__name__}")
+    return _path(address, utf8, sender)
+
+
+# The same few addresses recur on every message (and sendmail checks each
+# before MAIL, then encodes it for its command): remember the answers.
+# Errors are not cached; they are raised again.
+@functools.lru_cache(maxsize=4096)
+def _path(address: str, utf8: bool, sender: bool) -> str:
     _refuse_controls(address)
     if address.strip() == "<>":
         if sender:
