@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from email.message import Message
 
 from smtpclient.errors.compat import HeaderInjectionError
+from smtpclient.message import serialise
+from smtpclient.protocol.data import MAX_LINE_LENGTH, BodyScanner
 
 __all__ = ["check_headers", "envelope", "flatten", "needs_smtputf8"]
 
@@ -73,7 +75,25 @@ def needs_smtputf8(sender: str, recipients: str | Sequence[str]) -> bool:
 
 
 def flatten(msg: Message, *, international: bool) -> bytes:
-    """The message as bytes with CRLF line ends, without its Bcc headers."""
+    """The message as bytes with CRLF line ends, without its Bcc headers.
+
+    Byte for byte what smtplib sends, unless a line is over 998 octets:
+    then the native API's serialisation, which re-encodes the parts with
+    long lines (quoted-printable or base64).
+
+    Raises:
+        MessageContentError: a line stays too long after re-encoding (a
+            ``ValueError``).
+    """
+    data = _smtplib_bytes(msg, international=international)
+    scanner = BodyScanner()
+    scanner.feed(data)
+    if scanner.max_line > MAX_LINE_LENGTH:
+        return serialise(msg, utf8=international)
+    return data
+
+
+def _smtplib_bytes(msg: Message, *, international: bool) -> bytes:
     outgoing = copy.copy(msg)
     del outgoing["Bcc"]
     del outgoing["Resent-Bcc"]

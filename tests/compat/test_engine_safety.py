@@ -4,12 +4,14 @@ returned or raised."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 import smtplib
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from email.message import Message
+from email.message import EmailMessage, Message
 from typing import Any
 
 import pytest
@@ -440,3 +442,23 @@ def test_the_engine_transcript_shows_commands_not_content(
     assert "S: 250" in text and "octets of message content" in text
     assert "private body" not in text
     stopped(item)
+
+
+def test_send_message_reencodes_long_lines_as_the_native_api_does(
+    wire: Callable[..., Wire],
+) -> None:
+    item = wire(normal())
+    msg = EmailMessage()
+    msg["From"] = "me@example.test"
+    msg["To"] = "you@example.test"
+    msg["Subject"] = "long"
+    text = "word " * 400 + "\n"  # one 2000-octet line
+    msg.set_content(text)
+    with item.client() as s:
+        assert s.send_message(msg) == {}
+    (sent,) = stopped(item)
+    assert max(len(line) for line in sent.split(b"\r\n")) <= 998
+    start = sent.lower().index(b"\r\ndata\r\n") + len(b"\r\ndata\r\n")
+    content = sent[start : sent.index(b"\r\n.\r\n", start) + 2]
+    stored = email.message_from_bytes(content, policy=email.policy.default)
+    assert stored.get_content().replace("\r\n", "\n") == text
