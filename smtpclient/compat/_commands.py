@@ -21,7 +21,8 @@ from smtplib import (
 
 from smtpclient.compat._addresses import path
 from smtpclient.compat._link import LinkClient, exclusive
-from smtpclient.errors.compat import EightBitContentError, LongLineError
+from smtpclient.errors import ServiceClosing
+from smtpclient.errors.compat import EightBitContentError, LongLineError, MalformedReplyError
 from smtpclient.protocol.data import BodyScanner, DataEncoder, Framing
 from smtpclient.protocol.state import Stage
 from smtpclient.session.transcript import content_shown
@@ -179,8 +180,11 @@ class CommandClient(LinkClient):
         return self.docmd("rset")
 
     def _rset(self) -> None:
-        # After a failed transaction: a lost connection surfaces on the next command.
-        with contextlib.suppress(SMTPServerDisconnected):
+        # After a failed transaction, as the engine's reset_after_failure: the
+        # refusal being handled stays the outcome; if RSET fails (lost
+        # connection, stale or malformed reply, 421) the connection is closed
+        # and that surfaces on the next command.
+        with contextlib.suppress(SMTPServerDisconnected, MalformedReplyError, ServiceClosing):
             self.rset()
 
     @exclusive

@@ -459,3 +459,23 @@ def test_send_message_reencodes_long_lines_as_the_native_api_does(
     content = sent[start : sent.index(b"\r\n.\r\n", start) + 2]
     stored = email.message_from_bytes(content, policy=email.policy.default)
     assert stored.get_content().replace("\r\n", "\n") == text
+
+
+def _two_replies_to_mail(conn: Conn) -> None:
+    greet_and_ehlo(conn)
+    conn.expect(b"MAIL")
+    conn.send(b"550 5.7.1 sender refused\r\n250 and a stray reply\r\n")
+    conn.wait_closed()
+
+
+def test_a_refusal_stays_the_outcome_when_the_reset_finds_a_stale_reply(
+    wire: Callable[..., Wire],
+) -> None:
+    item = wire(_two_replies_to_mail)
+    s = item.client()
+    with pytest.raises(smtplib.SMTPSenderRefused) as caught:
+        s.sendmail("me@example.test", ["you@example.test"], b"x\r\n")
+    assert caught.value.smtp_code == 550
+    assert s.sock is None  # out of step: closed instead of sending RSET
+    (sent,) = stopped(item)
+    assert b"RSET" not in sent.upper()
