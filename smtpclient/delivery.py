@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.message import Message
 
 from smtpclient.body import BodySource
+from smtpclient.dkim import DKIMSigner, signed_for_delivery
 from smtpclient.domain_delivery import DeliverySettings, DomainDelivery
 from smtpclient.envelope import DSN, parse_options
 from smtpclient.errors import InvalidAddressError, RequireTLSUnavailable
@@ -97,6 +98,7 @@ def deliver(
     mta_sts_ssl_context: ssl.SSLContext | None = None,
     mta_sts_port: int = 443,
     mta_sts_cache: PolicyCache | None = None,
+    dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
 ) -> DeliveryReport:
     """Deliver *message* straight to the mail hosts of each recipient's domain.
 
@@ -128,6 +130,8 @@ def deliver(
     a reason naming the policy.  Under ``mode: testing`` delivery goes on
     as usual and ``Outcome.tls_policy_failure`` says what enforce would
     have refused.  ``Outcome.tls_policy`` records the policy that applied.
+    *dkim* (a ``DKIMSigner`` or several) signs the message once, before
+    any connection (``smtpclient.dkim``).
 
     Returns a ``DeliveryReport``: one outcome per distinct recipient (the
     same address given twice is delivered and reported once).  Network,
@@ -139,6 +143,9 @@ def deliver(
         TypeError, ValueError: bad arguments (a one-shot iterable, no
             sender, no recipients, an unknown target policy); nothing was sent.
     """
+    if dkim is not None:
+        # Signed once, 7-bit-safe: every MX host and every retry gets these bytes.
+        message, sender, recipients = signed_for_delivery(message, dkim, sender, recipients)
     return _deliver(
         message,
         sender=sender,

@@ -19,7 +19,7 @@ from smtpclient.errors import (
     TLSRequiredError,
 )
 from smtpclient.protocol import commands
-from smtpclient.protocol.data import MAX_LINE_LENGTH, Framing
+from smtpclient.protocol.data import MAX_LINE_LENGTH, Framing, nul_error
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.tls import TLSInfo
 
@@ -183,7 +183,8 @@ def build_plan(
             REQUIRETLS is needed and not offered.
         TLSRequiredError: REQUIRETLS without a verified TLS session.
         MessageTooLarge: over the server's SIZE limit.
-        MessageContentError: a line over 998 octets.
+        MessageContentError: a line over 998 octets; NulOctetError, a NUL
+            octet without *binary*; HeaderInjectionError, see ``Body.info``.
     """
     ext = extensions
     utf8_needed = _needs_utf8(envelope)
@@ -194,6 +195,8 @@ def build_plan(
             extension="SMTPUTF8",
         )
     info = body.info()
+    if info.nul and not binary:  # RFC 5322 §2.3: NUL only in BINARYMIME
+        raise nul_error()
     if binary:
         if not (ext.chunking and ext.binarymime):
             raise ExtensionNotSupported(

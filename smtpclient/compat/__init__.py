@@ -65,13 +65,13 @@ from smtpclient.compat._variants import LMTP as LMTP
 from smtpclient.compat._variants import LMTP_PORT as LMTP_PORT
 from smtpclient.compat._variants import SMTP_SSL
 from smtpclient.compat._variants import SMTP_SSL_PORT as SMTP_SSL_PORT
+from smtpclient.errors import HeaderInjectionError as HeaderInjectionError
 from smtpclient.errors import ReplyTimeoutError as ReplyTimeoutError
 from smtpclient.errors import ReplyTooLargeError as ReplyTooLargeError
 from smtpclient.errors.compat import AddressNeedsSMTPUTF8 as AddressNeedsSMTPUTF8
 from smtpclient.errors.compat import AlreadyConnectedError as AlreadyConnectedError
 from smtpclient.errors.compat import AlreadyEncryptedError as AlreadyEncryptedError
 from smtpclient.errors.compat import EightBitContentError as EightBitContentError
-from smtpclient.errors.compat import HeaderInjectionError as HeaderInjectionError
 from smtpclient.errors.compat import LongLineError as LongLineError
 from smtpclient.errors.compat import MalformedGreetingError as MalformedGreetingError
 from smtpclient.errors.compat import MalformedReplyError as MalformedReplyError

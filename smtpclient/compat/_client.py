@@ -26,9 +26,9 @@ from smtplib import (
 from typing import Any, Self
 
 from smtpclient.compat._addresses import path
-from smtpclient.compat._commands import Reply, canonical_body, check_content
+from smtpclient.compat._commands import Reply, canonical_body, check_content_rules
 from smtpclient.compat._link import exclusive, namespace
-from smtpclient.compat._message import check_headers, envelope, flatten, needs_smtputf8
+from smtpclient.compat._message import envelope, flatten, needs_smtputf8
 from smtpclient.compat._secure import SecureClient
 from smtpclient.errors import ServerDisconnected
 from smtpclient.errors.compat import AlreadyConnectedError
@@ -166,7 +166,7 @@ class SMTP(SecureClient):
         path(from_addr, utf8=utf8, sender=True)
         for recipient in recipients:
             path(recipient, utf8=utf8)
-        check_content(body, eight_bit_ok=self._eight_bit_ok())
+        check_content_rules(body, eight_bit_ok=self._eight_bit_ok())
         esmtp_options: list[str] = []
         if self.does_esmtp:
             if self.has_extn("size"):
@@ -221,11 +221,10 @@ class SMTP(SecureClient):
         Raises:
             ValueError: more than one block of Resent- headers.
             HeaderInjectionError: a header value holds a CR or LF that is
-                not folding (a ``ValueError``); nothing is sent.
+                not folding (a ``ValueError``); checked before MAIL.
             SMTPNotSupportedError: a non-ASCII address without SMTPUTF8.
             The exceptions of ``sendmail``.
         """
-        check_headers(msg)
         self.ehlo_or_helo_if_needed()
         sender, recipients = envelope(msg, from_addr, to_addrs)
         international = needs_smtputf8(sender, recipients)

@@ -19,6 +19,7 @@ from smtplib import (
     SMTPServerDisconnected,
 )
 
+from smtpclient.body import check_content as check_raw_content
 from smtpclient.compat._addresses import path
 from smtpclient.compat._link import LinkClient, exclusive
 from smtpclient.errors import ServiceClosing
@@ -33,6 +34,7 @@ __all__ = [
     "CommandClient",
     "Reply",
     "canonical_body",
+    "check_content_rules",
     "parse_features",
 ]
 
@@ -60,8 +62,11 @@ def canonical_body(msg: str | bytes | bytearray | memoryview) -> bytes:
 
     Raises:
         UnicodeEncodeError: a str message holds non-ASCII characters.
+        NulOctetError, HeaderInjectionError: see ``body.check_content``
+            (the library's check of raw content, as below every native path).
     """
     data = msg.encode("ascii") if isinstance(msg, str) else bytes(msg)
+    check_raw_content(data)
     return _LINE_END.sub(b"\r\n", data)
 
 
@@ -78,7 +83,7 @@ def _address_only(text: str) -> str:
     return text if (name, address) == ("", "") else address
 
 
-def check_content(canonical: bytes, *, eight_bit_ok: bool) -> None:
+def check_content_rules(canonical: bytes, *, eight_bit_ok: bool) -> None:
     """The engine's content rules, decided before MAIL.
 
     Raises:
@@ -290,7 +295,7 @@ class CommandClient(LinkClient):
             SMTPDataError: DATA was not answered with 354.
         """
         canonical = canonical_body(msg)
-        check_content(canonical, eight_bit_ok=self._eight_bit_ok())
+        check_content_rules(canonical, eight_bit_ok=self._eight_bit_ok())
         return self._data(canonical)
 
     def _data(self, canonical: bytes) -> Reply:

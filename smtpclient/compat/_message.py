@@ -6,41 +6,14 @@ import copy
 import email.generator
 import email.utils
 import io
-import re
 from collections.abc import Sequence
 from email.message import Message
 
-from smtpclient.errors.compat import HeaderInjectionError
+from smtpclient.headercheck import check_message_header
 from smtpclient.message import serialise
 from smtpclient.protocol.data import MAX_LINE_LENGTH, BodyScanner
 
-__all__ = ["check_headers", "envelope", "flatten", "needs_smtputf8"]
-
-# A CR or LF that does not start a folded continuation (CRLF then space or tab).
-_UNFOLDED_BREAK = re.compile(r"\r(?!\n[ \t])|\n(?![ \t])")
-
-
-def check_headers(msg: Message) -> None:
-    """Refuse header values that would go out as extra header lines.
-
-    The one place compat checks headers (to be replaced by the library's
-    header check once every face shares it).  A compat32 ``Message`` keeps a
-    value such as ``"Hi\r\nBcc: x@evil.test"`` as given and the generator
-    writes it out as two lines.
-
-    Raises:
-        HeaderInjectionError: a name or value holds a CR or LF that is not
-            folding (a ``ValueError``); nothing was sent.
-    """
-    for name, value in msg.items():
-        text = value if isinstance(value, str) else str(value)
-        if "\r" in name or "\n" in name or ":" in name:
-            raise HeaderInjectionError(f"malformed header name {name!r}")
-        if _UNFOLDED_BREAK.search(text):
-            raise HeaderInjectionError(
-                f"header {name} holds a line break that is not folding (it would be sent "
-                f"as an extra header line): {text[:80]!r}"
-            )
+__all__ = ["envelope", "flatten", "needs_smtputf8"]
 
 
 def envelope(
@@ -79,9 +52,12 @@ def flatten(msg: Message, *, international: bool) -> bytes:
 
     Byte for byte what smtplib sends, unless a line is over 998 octets:
     then the native API's serialisation, which re-encodes the parts with
-    long lines (quoted-printable or base64).
+    long lines (quoted-printable or base64).  Either way the header block
+    goes through the library's header check (``headercheck``).
 
     Raises:
+        HeaderInjectionError: the header block is not exactly the message's
+            header fields (a value with a line break in it); a ``ValueError``.
         MessageContentError: a line stays too long after re-encoding (a
             ``ValueError``).
     """
@@ -105,4 +81,6 @@ def _smtplib_bytes(msg: Message, *, international: bool) -> bytes:
         else:
             generator = email.generator.BytesGenerator(buffer)
         generator.flatten(outgoing, linesep="\r\n")
-        return buffer.getvalue()
+        data = buffer.getvalue()
+    check_message_header(data, outgoing.keys())
+    return data

@@ -23,7 +23,9 @@ plaintext (``allow_insecure_auth=True`` is set for that case, with a
 warning in the log).  Set ``EMAIL_USE_TLS`` or ``EMAIL_USE_SSL`` to avoid it.
 
 ``SMTPCLIENT_MAILER_OPTIONS`` (a dict, optional) passes further ``Mailer``
-arguments: ``max_connections``, ``retry``, ``ssl_context``, ...
+arguments: ``max_connections``, ``retry``, ``ssl_context``, ``dkim``, ...
+The backend's own ``dkim`` option (a ``DKIMSigner`` or several; a keyword
+argument, so also an ``OPTIONS`` entry) signs every message it sends.
 
 Connections are pooled per process and shared by every request and thread
 with the same settings; ``open()`` and ``close()`` do not open or close
@@ -46,6 +48,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import sanitize_address
 
 from smtpclient.errors import SMTPClientError
+from smtpclient.headercheck import check_message_header
 from smtpclient.mailer import Mailer
 from smtpclient.results import SendResult
 from smtpclient.server import secret_digest
@@ -201,9 +204,11 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         timeout: float | None = None,
         ssl_keyfile: str | None = None,
         ssl_certfile: str | None = None,
+        dkim: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(fail_silently=fail_silently, **kwargs)
+        self.dkim = dkim  # DKIMSigner(s), passed to the Mailer
         self.host = host or settings.EMAIL_HOST
         self.port = port or settings.EMAIL_PORT
         self.username = settings.EMAIL_HOST_USER if username is None else username
@@ -232,7 +237,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             timeout=self.timeout,
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,
-            options=getattr(settings, "SMTPCLIENT_MAILER_OPTIONS", None),
+            options=_with_dkim(getattr(settings, "SMTPCLIENT_MAILER_OPTIONS", None), self.dkim),
         )
 
     def open(self) -> bool:
@@ -278,7 +283,14 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         encoding = message.encoding or settings.DEFAULT_CHARSET
         sender = _address(sanitize_address(message.from_email, encoding))
         rcpts = [_address(sanitize_address(addr, encoding)) for addr in recipients]
-        return sender, rcpts, message.message().as_bytes(linesep="\r\n")
+        built = message.message()
+        data = built.as_bytes(linesep="\r\n")
+        check_message_header(data, built.keys())  # no header line the message lacks
+        return sender, rcpts, data
+
+
+def _with_dkim(options: dict[str, Any] | None, dkim: Any) -> dict[str, Any] | None:
+    return options if dkim is None else {**(options or {}), "dkim": dkim}
 
 
 def _address(sanitized: str) -> str:

@@ -17,7 +17,6 @@ __all__ = [
     "AlreadyConnectedError",
     "AlreadyEncryptedError",
     "EightBitContentError",
-    "HeaderInjectionError",
     "LongLineError",
     "MalformedGreetingError",
     "MalformedReplyError",
@@ -82,8 +81,3 @@ class LongLineError(MessageContentError):
 class EightBitContentError(MessageContentError):
     """The message has 8-bit bytes and the server offers neither 8BITMIME
     nor SMTPUTF8; nothing was sent."""
-
-
-class HeaderInjectionError(MessageContentError):
-    """A header value holds a CR or LF that is not folding: it would go out
-    as an extra header line; nothing was sent."""

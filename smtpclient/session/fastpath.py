@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import time
 
-from smtpclient.body import BLOCK_SIZE, Body
+from smtpclient.body import BLOCK_SIZE, Body, check_content
 from smtpclient.envelope import Envelope
 from smtpclient.errors import InvalidAddressError, MessageTooLarge, ServiceClosing, SMTPClientError
 from smtpclient.plan import build_plan, content_params, content_size, size_parameter
@@ -89,6 +89,7 @@ def sendmail(
         return None
     if len(data) > BLOCK_SIZE:
         return None
+    check_content(data)  # NUL, header line ends: refused before anything is written
     canonical, longest = canonical_and_longest(data)
     if longest > MAX_LINE_LENGTH or len(canonical) > BLOCK_SIZE:
         return None
@@ -120,7 +121,8 @@ def sendmail(
     else:
         content = encode_complete(canonical, Framing.BDAT)
         content = commands.bdat(len(content), last=True) + content
-    channel.start_mail(channel.timeouts.total)
+    # The unsolicited-data check raises here, before the result is known.
+    channel.start_mail(channel.timeouts.total, expect_silence=True)
     try:
         return _send(
             channel, config, sender, addresses, data, mail, rcpts, content, pipelined, with_data
@@ -142,7 +144,6 @@ def _send(
     pipelined: bool,
     with_data: bool,
 ) -> SendResult:
-    channel.expect_silence(_MAIL)  # raises: the reply stream is out of step
     replies: list[Reply] = []
     try:
         if pipelined:
