@@ -64,12 +64,6 @@ def test_timeout_bounds_the_whole_reply_not_each_read() -> None:
         assert ours.sock is None  # a half-read reply leaves nothing trustworthy
 
 
-def test_the_socket_keeps_its_timeout_between_replies(smtpd: AiosmtpdServer) -> None:
-    with client(compat, smtpd, timeout=7) as ours:
-        ours.noop()
-        assert ours.sock.gettimeout() == 7
-
-
 # --- reply size is capped ------------------------------------------------------------
 
 
