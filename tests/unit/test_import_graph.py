@@ -242,7 +242,7 @@ LAYERS: tuple[tuple[str, ...], ...] = tuple(
         "dnscache targets report ratelimit mtasts_fetch hostpolicy dane dkim",
         "session wire opening auth mechanisms transaction batch fastpath plan content "
         "outcome message body",
-        "transport sockets eyeballs options",
+        "transport streams sockets eyeballs options",
         "tls timeouts results envelope credentials tlspolicy hostname certinfo saslprep "
         "netpolicy mtasts tlsresume scramcache headercheck",
         "protocol",
