@@ -90,8 +90,8 @@ def plain_plan(config: SendConfig, sender: object, recipients: object, data: obj
     body = Body(data)
     info = body.info()
     canonical = body.canonical
-    if canonical is None or info.max_line is None:
-        return None
+    if canonical is None or info.max_line is None or info.nul:
+        return None  # a NUL octet: build_plan's rule refuses it
     lines = plain_lines(config, str(sender), addresses, canonical, info.max_line)
     if lines is None:
         return None
