@@ -86,7 +86,9 @@ def main(argv: list[str]) -> None:
     try:
         runpy.run_path(sys.argv[0], run_name="__main__")
     finally:
-        print(f"harness: {len(skipped)} tests excluded (see tests/django_suite/excluded.py)")
+        print(f"harness: {len(skipped)} tests excluded (see tests/django_suite/excluded.py):")
+        for name in sorted(skipped):
+            print(f"  {name}")
 
 
 if __name__ == "__main__":
