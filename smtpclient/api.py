@@ -10,7 +10,9 @@ from smtpclient.auth import Credentials
 from smtpclient.body import BodySource
 from smtpclient.credentials import login_credentials
 from smtpclient.envelope import DSN
+from smtpclient.errors import InsecureAuthError
 from smtpclient.results import SendResult
+from smtpclient.server import naming_the_call
 from smtpclient.session import Session
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
@@ -66,7 +68,10 @@ def send(
         allow_insecure_auth=allow_insecure_auth,
     ) as session:
         if credentials is not None:
-            session.authenticate(credentials)
+            try:
+                session.authenticate(credentials)
+            except InsecureAuthError as exc:
+                raise naming_the_call(exc, "smtpclient.send()") from None
         if isinstance(message, Message):
             return session.send_message(
                 message,

@@ -110,7 +110,9 @@ def connect(
         session._plaintext_reason = plaintext_reason
         try:
             if mode is TLSMode.IMPLICIT:
-                start_tls_now(session, context or verifying_context())
+                # TLS from the first byte is part of connecting (RFC 8314):
+                # its failures say stage=connect, not starttls.
+                start_tls_now(session, context or verifying_context(), stage=Stage.CONNECT)
             handshake(session)
             if mode in (TLSMode.STARTTLS, TLSMode.OPPORTUNISTIC) and attempt != "plain":
                 if attempt == "unverified":
@@ -196,8 +198,11 @@ def upgrade(session: Session, mode: TLSMode, context: ssl.SSLContext | None) -> 
     log.info("%s does not offer STARTTLS; continuing without TLS", session.host)
 
 
-def start_tls_now(session: Session, context: ssl.SSLContext) -> None:
-    """Handshake now (implicit TLS, or after a 220 to STARTTLS).
+def start_tls_now(
+    session: Session, context: ssl.SSLContext, *, stage: Stage = Stage.STARTTLS
+) -> None:
+    """Handshake now (implicit TLS, or after a 220 to STARTTLS); *stage*
+    names the step in errors and picks the deadline.
 
     Raises:
         ValueError: the context checks host names but there is no name.
@@ -206,9 +211,7 @@ def start_tls_now(session: Session, context: ssl.SSLContext) -> None:
     if context.check_hostname and not session.server_hostname:
         raise ValueError("this ssl_context checks host names: pass server_hostname=")
     session._tls_handshake_started = True
-    info = session._transport.start_tls(
-        context, session.server_hostname, session._deadline(Stage.STARTTLS)
-    )
+    info = session._transport.start_tls(context, session.server_hostname, session._deadline(stage))
     if not info.verified and session._verify_error is not None:
         info = dataclasses.replace(info, verify_error=session._verify_error)
     session.tls = info

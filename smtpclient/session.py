@@ -266,7 +266,7 @@ class Session(Wire):
 
         Raises:
             InsecureAuthError: the session is not verified TLS (pass
-                ``allow_insecure_auth=True`` to connect() to allow it).
+                ``allow_insecure_auth=True`` to Session.connect() to allow it).
             ExtensionNotSupported: the server offers no usable mechanism.
             AuthenticationFailed: 535, the credentials were refused.
             AuthenticationError: another refusal (transient or permanent).
@@ -322,7 +322,7 @@ class Session(Wire):
             fix = "pass ssl_context= with the CA that signed it"
         return (
             f"refusing to send credentials: {why}; {fix}, or pass allow_insecure_auth=True "
-            "to connect() if you accept the risk"
+            "to Session.connect() if you accept the risk"
         )
 
     # AUTH needs the raw wire; auth.run() drives these.
