@@ -5,15 +5,14 @@ and Django's own mail tests against our Django backend.
     nox -s tests-3.12            # one Python
     nox -s django_suite          # Django 4.2, 5.2 and 6.1's tests/mail
 
-Interpreters are found on PATH (``python3.12``...) or, failing that, in
-pyenv's versions directory.  A missing interpreter is an error, not a
+Interpreters are pyenv's (``$PYENV_ROOT/versions/3.12.*``...), else
+``python3.12``... on PATH.  A missing interpreter is an error, not a
 skipped session: CI must not pass by testing fewer Pythons than it claims.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -34,21 +33,31 @@ nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests"]
 
 
-def _pyenv_bins() -> list[str]:
-    """bin directories of pyenv's installed Pythons that PATH lacks."""
-    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
-    found = []
+def _interpreter_links() -> str:
+    """A directory of ``pythonX.Y`` links to pyenv's installed CPythons.
+
+    pyenv's shims on PATH answer ``python3.12`` only for the versions that
+    are active, so the real binaries are linked here and this directory
+    goes first on PATH (only ``pythonX.Y`` names: ``python3`` stays as it
+    was).  Versions pyenv lacks are looked up on PATH as usual.
+    """
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    links = Path(__file__).resolve().parent / ".nox" / "interpreters"
+    links.mkdir(parents=True, exist_ok=True)
     for version in PYTHONS:
-        if shutil.which(f"python{version}"):
-            continue
-        candidates = sorted(Path(root, "versions").glob(f"{version}.*/bin/python{version}"))
+        candidates = sorted(
+            root.glob(f"versions/{version}.*/bin/python{version}"),
+            key=lambda path: [int(n) for n in path.parts[-3].split(".") if n.isdigit()],
+        )
+        link = links / f"python{version}"
+        if link.is_symlink() or link.exists():
+            link.unlink()
         if candidates:
-            found.append(str(candidates[-1].parent))
-    return found
+            link.symlink_to(candidates[-1])
+    return str(links)
 
 
-# Appended, so the default python3 stays first on PATH.
-os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *_pyenv_bins()])
+os.environ["PATH"] = os.pathsep.join([_interpreter_links(), os.environ.get("PATH", "")])
 
 
 @nox.session(python=PYTHONS)
