@@ -44,13 +44,9 @@ opens its own.
 
 from __future__ import annotations
 
-import email.policy
-import functools
 import inspect
 import logging
-import re
 import ssl
-import warnings
 from collections.abc import Iterable
 from email.errors import HeaderParseError
 from email.headerregistry import AddressHeader
@@ -60,6 +56,12 @@ import django
 from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 
+from smtpclient.contrib.djangoversions import (
+    invalid_mailer,
+    message_bytes,
+    quiet_deprecated_setting_reads,
+    warn_direct_construction,
+)
 from smtpclient.contrib.shared import MailerRegistry, settings_key
 from smtpclient.errors import SMTPClientError
 from smtpclient.mailer import Mailer
@@ -211,7 +213,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
     ) -> None:
         self.options = {n: kwargs.pop(n) for n in list(kwargs) if n in MAILER_OPTION_NAMES}
         if _MAILERS_API and kwargs.get("alias") is None:
-            _warn_direct_construction()
+            warn_direct_construction()
         # alias and any leftover keyword: Django names an unknown option.
         super().__init__(**kwargs)
         self.alias: str | None = kwargs.get("alias")
@@ -231,9 +233,9 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         self.ssl_keyfile = ssl_keyfile
         self.ssl_certfile = ssl_certfile
         if host is None:
-            raise _invalid_mailer("OPTIONS must define 'host'.", self.alias)
+            raise invalid_mailer("OPTIONS must define 'host'.", self.alias)
         if self.use_ssl and self.use_tls:
-            raise _invalid_mailer(
+            raise invalid_mailer(
                 "The 'use_ssl' and 'use_tls' OPTIONS are incompatible. "
                 "Set at most one of them to True.",
                 self.alias,
@@ -242,7 +244,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
 
     def _from_settings(self, *values: Any) -> None:
         if _MAILERS_API:
-            _quiet_deprecated_setting_reads()
+            quiet_deprecated_setting_reads(__name__)
         host, port, username, password, use_tls, use_ssl, timeout, keyfile, certfile = values
         self.host = host or settings.EMAIL_HOST
         self.port = port or settings.EMAIL_PORT
@@ -358,66 +360,4 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             return None
         sender = self.prep_address(message.from_email)
         rcpts = [self.prep_address(address) for address in recipients]
-        return sender, rcpts, _message_bytes(message)
-
-
-def _message_bytes(message: Any) -> bytes:
-    """The message as it goes on the wire, CRLF line ends."""
-    if _modern_message(message.__class__):
-        # Django 6.0+: a stdlib email.message.EmailMessage (its as_bytes()
-        # takes no linesep); the SMTP policy gives CRLF, as Django's backend.
-        return bytes(message.message(policy=email.policy.SMTP).as_bytes())
-    return bytes(message.message().as_bytes(linesep="\r\n"))
-
-
-@functools.lru_cache(maxsize=64)
-def _modern_message(cls: Any) -> bool:
-    try:
-        return "policy" in inspect.signature(cls.message).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _warn_direct_construction() -> None:
-    # Django 6.1 deprecates creating backends outside mail.mailers (its own
-    # SMTP backend warns the same way); get_connection() warns itself.
-    from django.utils.deprecation import (  # noqa: PLC0415 (6.1+ only)
-        RemovedInDjango2028Warning,
-        warn_about_external_use,
-    )
-
-    warn_about_external_use(
-        "Directly creating EmailBackend instances is deprecated. Use mail.mailers instead.",
-        RemovedInDjango2028Warning,
-        skip_name_prefixes="smtpclient.contrib.django",
-    )
-
-
-_QUIET_MESSAGE = r"The EMAIL_\w+ setting is deprecated\."
-_QUIET_MODULE = re.escape(__name__)
-
-
-def _quiet_deprecated_setting_reads() -> None:
-    # Django 6.1 warns when code outside Django reads a deprecated EMAIL_*
-    # setting; here the backend reads them on behalf of a project that
-    # configured them, as Django's own backend does silently (the project
-    # was already warned at start-up).  Only reads from this module are
-    # silenced.  Checked on each use: catch_warnings() blocks restore the
-    # filter list they saved.
-    from django.utils.deprecation import RemovedInDjango2028Warning  # noqa: PLC0415
-
-    for action, message, category, module, _ in warnings.filters:
-        if (
-            action == "ignore"
-            and category is RemovedInDjango2028Warning
-            and getattr(message, "pattern", None) == _QUIET_MESSAGE
-            and getattr(module, "pattern", None) == _QUIET_MODULE
-        ):
-            return
-    warnings.filterwarnings("ignore", _QUIET_MESSAGE, RemovedInDjango2028Warning, _QUIET_MODULE)
-
-
-def _invalid_mailer(message: str, alias: str) -> Exception:
-    from django.core.mail import InvalidMailer  # noqa: PLC0415 (6.1+ only)
-
-    return InvalidMailer(message, alias=alias)  # type: ignore[no-any-return]
+        return sender, rcpts, message_bytes(message)
