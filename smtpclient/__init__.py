@@ -7,6 +7,33 @@
 
 See https://smtpclient.readthedocs.io for the guide.  Heavier parts (the
 Mailer, the MX resolver, direct delivery) are imported on first use.
+
+Module map, top layer first.  A module imports from its own layer or the
+layers below it, never upwards, and no two modules import each other at run
+time (``tests/unit/test_import_graph.py`` fails on any cycle):
+
+1. faces -- ``cli/`` (the command line), ``contrib/`` (Django), ``compat/``
+   (smtplib's API over the protocol core), ``api`` (``smtpclient.send``),
+   ``demo`` (the throwaway server of ``smtpclient demo``).
+2. services -- ``mailer`` (pooled, thread-safe) over ``pool`` (which uses
+   ``poolparts``), ``server`` (settings, pool keys), ``retry``; direct
+   delivery: ``delivery`` -> ``domain_delivery`` -> ``resolver`` ->
+   ``dnslookup``/``dnscache``, with ``targets``, ``report``.
+3. the engine -- ``session`` (``Session``) and the modules one conversation
+   runs through: ``wire``, ``opening`` (connect, greeting, EHLO, STARTTLS),
+   ``auth``/``mechanisms``, ``transaction``, ``batch``, ``fastpath``,
+   ``plan``, ``content``, ``outcome``, ``message``, ``body``.
+4. IO -- ``transport`` (one socket, deadlines), ``sockets`` (resolve,
+   connect), ``eyeballs`` (racing addresses).
+5. values -- ``tls`` (contexts, ``TLSMode``, ``TLSInfo``), ``timeouts``,
+   ``results``, ``envelope``, ``credentials``, ``tlspolicy``, ``hostname``,
+   ``certinfo``, ``saslprep``.
+6. ``protocol/`` -- the sans-IO core, no sockets or clocks: ``reply``,
+   ``commands``, ``extensions``, ``data``, ``status`` (reply to error
+   class), ``state``.
+7. ``errors/`` -- every exception class; imports nothing else of the package.
+
+docs/contributing.md has the longer version.
 """
 
 from __future__ import annotations

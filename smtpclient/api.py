@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
 
-from smtpclient.auth import Credentials
 from smtpclient.body import BodySource
-from smtpclient.credentials import login_credentials
+from smtpclient.credentials import Credentials, login_credentials
 from smtpclient.envelope import DSN
 from smtpclient.errors import InsecureAuthError
+from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
+from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.results import SendResult
 from smtpclient.server import naming_the_call
 from smtpclient.session import Session
@@ -40,12 +42,21 @@ def send(
     rcpt_options: Iterable[str] = (),
     dsn: DSN | None = None,
     allow_insecure_auth: bool = False,
+    sock: socket.socket | None = None,
+    lmtp: bool = False,
+    use_pipelining: bool = True,
+    use_chunking: bool = True,
+    reply_limits: ReplyLimits | None = None,
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+    auth_mechanism: str | None = None,
 ) -> SendResult:
     """Connect to *host*, log in if credentials are given, send, and QUIT.
 
     *message* is an ``email.message.Message`` (the envelope comes from its
     headers unless *sender*/*recipients* are given) or raw content (bytes,
     str, a binary file, an iterable of bytes) with *sender* and *recipients*.
+    The connection options are ``Session.connect``'s (one ``ConnectOptions``
+    is made of them); *auth_mechanism* chooses the SASL mechanism.
 
     Raises:
         TypeError, ValueError: bad arguments; nothing was sent.
@@ -56,20 +67,28 @@ def send(
     if not isinstance(message, Message) and (sender is None or recipients is None):
         # Checked before connecting: nothing is sent for a call that cannot work.
         raise ValueError("raw message data needs sender= and recipients=")
-    with Session.connect(
+    options = ConnectOptions(
         host,
         port,
         tls=tls,
         ssl_context=ssl_context,
         server_hostname=server_hostname,
-        timeouts=timeouts,
+        timeouts=Timeouts.coerce(timeouts),
         local_hostname=local_hostname,
         source_address=source_address,
+        sock=sock,
+        lmtp=lmtp,
+        use_pipelining=use_pipelining,
+        use_chunking=use_chunking,
         allow_insecure_auth=allow_insecure_auth,
-    ) as session:
+        reply_limits=reply_limits,
+        max_recipients=max_recipients,
+        auth_mechanism=auth_mechanism,
+    )
+    with Session.open(options) as session:
         if credentials is not None:
             try:
-                session.authenticate(credentials)
+                session.authenticate(credentials, mechanism=options.auth_mechanism)
             except InsecureAuthError as exc:
                 raise naming_the_call(exc, "smtpclient.send()") from None
         if isinstance(message, Message):

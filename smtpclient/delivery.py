@@ -25,9 +25,11 @@ from email.message import Message
 from smtpclient.body import BodySource
 from smtpclient.domain_delivery import DeliverySettings, DomainDelivery
 from smtpclient.envelope import DSN, parse_options
-from smtpclient.errors import InvalidAddressError, UsageError
+from smtpclient.errors import InvalidAddressError, RequireTLSUnavailable
 from smtpclient.eyeballs import DEFAULT_DELAY
 from smtpclient.message import envelope_addresses
+from smtpclient.mtasts import PolicyCache
+from smtpclient.netpolicy import TargetPolicy, check_target_policy
 from smtpclient.protocol.commands import encode_address, normalise_domain
 from smtpclient.protocol.reply import Reply
 from smtpclient.report import DeliveryReport, DomainTrace, Outcome, Status
@@ -40,12 +42,6 @@ __all__ = ["DeliveryReport", "RequireTLSUnavailable", "deliver", "redeliver"]
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 8
-
-
-class RequireTLSUnavailable(UsageError, ValueError):
-    """REQUIRETLS was asked for, but direct delivery cannot honour it yet:
-    RFC 8689 §4.2.1 requires the MX hosts to be validated by DNSSEC or
-    MTA-STS, which this library does not do.  Nothing was sent."""
 
 
 def _reusable(content: Message | BodySource) -> bool:
@@ -96,6 +92,11 @@ def deliver(
     mail_options: Iterable[str] = (),
     rcpt_options: Iterable[str] = (),
     requiretls: bool = False,
+    target_policy: TargetPolicy = "public",
+    mta_sts: bool = True,
+    mta_sts_ssl_context: ssl.SSLContext | None = None,
+    mta_sts_port: int = 443,
+    mta_sts_cache: PolicyCache | None = None,
 ) -> DeliveryReport:
     """Deliver *message* straight to the mail hosts of each recipient's domain.
 
@@ -108,6 +109,26 @@ def deliver(
     process-wide one.  At most *max_sessions* sessions per domain (Postfix's
     ``smtp_mx_session_limit``); *max_workers* domains at a time.
 
+    *target_policy* says which addresses may be connected to: "public"
+    (the default: globally routable unicast only -- no loopback, private,
+    link-local, shared, documentation or reserved address, whatever DNS
+    or an address literal says), "private" (also RFC 1918 / unique-local
+    networks) or "any".  A recipient whose every address is refused
+    fails permanently (550 5.4.4) with a reason naming the target policy;
+    refused addresses are never connected to.
+
+    MTA-STS (RFC 8461) is on unless *mta_sts* is False (then nothing is
+    fetched): each domain's ``_mta-sts`` TXT record is read and its policy
+    fetched over HTTPS (verified with certifi, or *mta_sts_ssl_context*;
+    port *mta_sts_port*, 443 but for tests) and kept in *mta_sts_cache*
+    (default: one in-memory ``PolicyCache`` per process).  Under ``mode:
+    enforce`` only MX hosts matching the policy are used, over STARTTLS
+    with a certificate verified for the MX name (PKIX: *ssl_context* if it
+    verifies, else certifi); recipients no such host took are deferred with
+    a reason naming the policy.  Under ``mode: testing`` delivery goes on
+    as usual and ``Outcome.tls_policy_failure`` says what enforce would
+    have refused.  ``Outcome.tls_policy`` records the policy that applied.
+
     Returns a ``DeliveryReport``: one outcome per distinct recipient (the
     same address given twice is delivered and reported once).  Network,
     DNS and server failures never raise; they are outcomes.
@@ -116,7 +137,7 @@ def deliver(
         RequireTLSUnavailable: *requiretls* (or a REQUIRETLS mail option)
             was asked for (RFC 8689 §4.2.1); nothing was sent.
         TypeError, ValueError: bad arguments (a one-shot iterable, no
-            sender, no recipients); nothing was sent.
+            sender, no recipients, an unknown target policy); nothing was sent.
     """
     return _deliver(
         message,
@@ -136,6 +157,11 @@ def deliver(
         mail_options=mail_options,
         rcpt_options=rcpt_options,
         requiretls=requiretls,
+        target_policy=target_policy,
+        mta_sts=mta_sts,
+        mta_sts_ssl_context=mta_sts_ssl_context,
+        mta_sts_port=mta_sts_port,
+        mta_sts_cache=mta_sts_cache,
         attempt=1,
         first_attempt=None,
     )
@@ -146,11 +172,14 @@ def redeliver(
     message: Message | BodySource,
     *,
     include_unknown: bool = False,
+    target_policy: TargetPolicy = "public",
     **options: object,
 ) -> DeliveryReport:
     """Retry a delivery: send *message* again to the recipients *report*
     deferred (and those with an unknown outcome only if *include_unknown*;
-    they may receive it twice).  *options* are ``deliver()``'s keywords.
+    they may receive it twice).  *options* are ``deliver()``'s keywords;
+    *target_policy* is as for ``deliver()`` (default "public": give it
+    again if the first delivery used another).
 
     Returns *report* merged with the new outcomes: recipients already
     delivered or failed keep their outcome, ``attempt`` goes up by one, and
@@ -171,6 +200,7 @@ def redeliver(
         recipients=list(wanted),
         attempt=report.attempt + 1,
         first_attempt=report.first_attempt,
+        target_policy=target_policy,
         **options,  # type: ignore[arg-type]
     )
     return report.merged(newer)
@@ -197,12 +227,21 @@ def _deliver(
     mail_options: Iterable[str] = (),
     rcpt_options: Iterable[str] = (),
     requiretls: bool = False,
+    target_policy: TargetPolicy = "public",
+    mta_sts: bool = True,
+    mta_sts_ssl_context: ssl.SSLContext | None = None,
+    mta_sts_port: int = 443,
+    mta_sts_cache: PolicyCache | None = None,
 ) -> DeliveryReport:
     mail_options = tuple(mail_options)
+    target_policy = check_target_policy(target_policy)
+    if not isinstance(mta_sts_port, int) or not 0 < mta_sts_port < 65536:
+        raise ValueError(f"mta_sts_port must be an int between 1 and 65535, not {mta_sts_port!r}")
     if requiretls or "REQUIRETLS" in {key.upper() for key in parse_options(mail_options)}:
         raise RequireTLSUnavailable(
             "REQUIRETLS cannot be honoured for direct MX delivery: RFC 8689 §4.2.1 needs "
-            "the MX hosts validated by DNSSEC or MTA-STS, which smtpclient does not do yet"
+            "the MX hosts validated by DNSSEC or MTA-STS, and direct delivery does not yet "
+            "tie REQUIRETLS to those checks"
         )
     if not isinstance(tls, TLSMode):
         raise TypeError(f"tls must be a TLSMode, not {type(tls).__name__}")
@@ -239,6 +278,11 @@ def _deliver(
         rcpt_options=tuple(rcpt_options),
         attempt=attempt,
         first_attempt=first_attempt or started,
+        target_policy=target_policy,
+        mta_sts=mta_sts,
+        mta_sts_ssl_context=mta_sts_ssl_context,
+        mta_sts_port=mta_sts_port,
+        mta_sts_cache=mta_sts_cache,
     )
     # Group by domain; the same recipient (domain case aside) only once.
     order: list[str] = []

@@ -28,15 +28,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from smtpclient.errors import DemoUnavailable  # defined there; re-exported here
 from smtpclient.tls import verifying_context
 
 __all__ = ["DemoServer", "DemoUnavailable", "StoredMessage"]
 
 INSTALL_HINT = 'the demo needs the "demo" extra: pip install "smtpclient[demo]"'
-
-
-class DemoUnavailable(RuntimeError):
-    """aiosmtpd or trustme is not installed, or the server did not start."""
 
 
 @dataclass(frozen=True)

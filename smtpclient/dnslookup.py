@@ -15,16 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import dns.exception
+import dns.flags
 import dns.name
 import dns.resolver
 
 from smtpclient.dnscache import DNSCache
-from smtpclient.errors import (
+from smtpclient.errors import (  # the DNS errors live there; re-exported here
+    DNSError,
+    DNSTimeoutError,
+    DomainNotFound,
+    HostsFilteredError,
     InvalidAddressError,
-    PermanentError,
-    SMTPClientError,
-    SMTPTimeoutError,
-    TransientError,
+    MailLoopError,
+    NoMailHostError,
+    NullMXError,
+    PermanentDNSError,
+    TargetPolicyError,
+    TransientDNSError,
 )
 from smtpclient.protocol.commands import normalise_domain
 from smtpclient.protocol.reply import Reply
@@ -38,8 +45,10 @@ __all__ = [
     "MailLoopError",
     "NoMailHostError",
     "NullMXError",
+    "HostsFilteredError",
     "PermanentDNSError",
     "Records",
+    "TargetPolicyError",
     "TransientDNSError",
     "address_literal",
     "ascii_name",
@@ -48,43 +57,6 @@ __all__ = [
 ]
 
 _NEGATIVE_TTL_UNKNOWN = 30.0
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-class DNSError(SMTPClientError):
-    """Finding the mail hosts failed; ``host`` is the name looked up,
-    ``reply`` a locally made reply with the status to report."""
-
-
-class TransientDNSError(DNSError, TransientError):
-    """DNS could not answer now (SERVFAIL, REFUSED, no nameserver): try again later."""
-
-
-class DNSTimeoutError(TransientDNSError, SMTPTimeoutError):
-    """No answer within the resolver's overall ``lifetime``."""
-
-
-class PermanentDNSError(DNSError, PermanentError):
-    """DNS answered, and the answer means this domain cannot get mail."""
-
-
-class DomainNotFound(PermanentDNSError):
-    """The domain does not exist (NXDOMAIN)."""
-
-
-class NullMXError(PermanentDNSError):
-    """The domain publishes a null MX (RFC 7505): it accepts no mail."""
-
-
-class NoMailHostError(PermanentDNSError):
-    """There is no address to deliver to: the MX hosts have none, or the
-    domain has neither MX nor A/AAAA records."""
-
-
-class MailLoopError(PermanentDNSError):
-    """Only our own host, or worse-preference hosts, are in the MX list."""
 
 
 def dns_error(cls: type[DNSError], message: str, name: str, code: int, enhanced: str) -> DNSError:
@@ -100,16 +72,30 @@ class Records:
     """One DNS answer as the cache keeps it."""
 
     canonical: str  # the name at the end of any CNAME chain
-    values: tuple[Any, ...]  # MX: (preference, exchange); A/AAAA: address strings
+    # MX: (preference, exchange); A/AAAA: address strings;
+    # TLSA: (usage, selector, matching type, association data bytes)
+    values: tuple[Any, ...]
     exists: bool = True  # False: NXDOMAIN
+    # DNSSEC: the answer came with the AD bit from a resolver trusted to
+    # validate (``query(..., trust_ad=True)``); always False otherwise.
+    secure: bool = False
 
 
 class Budget:
-    """One overall time limit for all the queries of one lookup."""
+    """One overall time limit for all the queries of one lookup, and a cap
+    on how many queries it may send (``max_queries``; cache hits are free)."""
 
-    def __init__(self, seconds: float, name: str) -> None:
+    def __init__(self, seconds: float, name: str, max_queries: int | None = None) -> None:
         self.expires = time.monotonic() + seconds
         self.name = name
+        self.max_queries = max_queries
+        self.queries = 0
+
+    def queries_left(self) -> int | None:
+        """How many more queries may be sent (None: no cap)."""
+        if self.max_queries is None:
+            return None
+        return max(0, self.max_queries - self.queries)
 
     def remaining(self) -> float:
         left = self.expires - time.monotonic()
@@ -170,8 +156,13 @@ def query(
     name: str,
     rdtype: str,
     budget: Budget,
+    *,
+    trust_ad: bool = False,
 ) -> Records:
     """One query for (*name*, *rdtype*), answered from *cache* when it can be.
+
+    With *trust_ad* (the resolver is trusted to validate DNSSEC) the
+    answer's AD bit becomes ``Records.secure``; otherwise it is ignored.
 
     Raises:
         TransientDNSError, DNSTimeoutError: no usable answer.
@@ -181,6 +172,7 @@ def query(
     if cached is not None:
         return cached
     left = budget.remaining()
+    budget.queries += 1
     try:
         answer = resolver.resolve(
             name + ".", rdtype, lifetime=left, raise_on_no_answer=False, search=False
@@ -212,6 +204,8 @@ def query(
             "4.4.3",
         ) from exc
     records = records_from(name, rdtype, answer)
+    if trust_ad and answer.response.flags & dns.flags.AD:
+        records = Records(records.canonical, records.values, records.exists, secure=True)
     ttl = max(0.0, float(answer.expiration) - time.time())
     cache.put(name, rdtype, records, ttl, negative=not records.values)
     return records
@@ -225,6 +219,12 @@ def records_from(name: str, rdtype: str, answer: Any) -> Records:
     if rdtype == "MX":
         values: tuple[Any, ...] = tuple(
             sorted((int(rd.preference), name_text(rd.exchange)) for rd in rrset)
+        )
+    elif rdtype == "TXT":  # one string per record, its character-strings joined
+        values = tuple(b"".join(rd.strings).decode("utf-8", "replace") for rd in rrset)
+    elif rdtype == "TLSA":
+        values = tuple(
+            (int(rd.usage), int(rd.selector), int(rd.mtype), bytes(rd.cert)) for rd in rrset
         )
     else:
         values = tuple(str(rd.address) for rd in rrset)

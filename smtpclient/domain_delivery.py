@@ -32,10 +32,13 @@ from datetime import datetime
 from email.message import Message
 from typing import Any
 
+from smtpclient import dane
 from smtpclient.body import BodySource
+from smtpclient.dnslookup import HostsFilteredError
 from smtpclient.envelope import DSN
 from smtpclient.errors import (
     CertificateVerifyError,
+    ConnectError,
     InvalidAddressError,
     MessageContentError,
     PermanentError,
@@ -46,6 +49,10 @@ from smtpclient.errors import (
     TLSRequiredError,
 )
 from smtpclient.eyeballs import Attempt, race
+from smtpclient.hostpolicy import DomainTLS, HostTLS
+from smtpclient.mtasts import PolicyCache
+from smtpclient.mtasts_fetch import default_policy_cache
+from smtpclient.netpolicy import TargetPolicy, allowed
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Stage
 from smtpclient.protocol.status import is_transient_refusal
@@ -64,6 +71,7 @@ from smtpclient.session import Session
 from smtpclient.targets import Target
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode, unverified_context
+from smtpclient.tlspolicy import TLSPolicy
 from smtpclient.transaction import MAX_RECIPIENTS
 
 __all__ = ["DeliverySettings", "DomainDelivery"]
@@ -89,6 +97,11 @@ class DeliverySettings:
     rcpt_options: tuple[str, ...]
     attempt: int
     first_attempt: datetime
+    target_policy: TargetPolicy = "public"
+    mta_sts: bool = True
+    mta_sts_ssl_context: ssl.SSLContext | None = None
+    mta_sts_port: int = 443
+    mta_sts_cache: PolicyCache | None = None
 
 
 @dataclass
@@ -100,6 +113,7 @@ class _Open:
     error: SMTPClientError | None = None
     host: str | None = None
     address: str | None = None
+    tls_policy: TLSPolicy | None = None
 
 
 class DomainDelivery:
@@ -127,15 +141,25 @@ class DomainDelivery:
         self.visits: list[HostVisit] = []
         self.dns_error: str | None = None
         self._in_flight: list[str] = []  # the batch whose data may be on the wire
+        self.security = DomainTLS(domain, None, tls=settings.tls, ssl_context=settings.ssl_context)
+        self.decision: HostTLS | None = None  # the TLS decision for the current host
+        self.policy_failures: dict[str, str] = {}  # host -> what a testing policy noted
 
     # --- outcomes --------------------------------------------------------------------
 
+    def _policy_now(self) -> TLSPolicy:
+        decision = self.decision
+        return decision.policy if decision is not None else self.security.policy
+
     def _settle(self, recipient: str, status: Status, **details: Any) -> None:
+        if details.get("tls_policy") is None:
+            details["tls_policy"] = self._policy_now()
         if recipient in self.open:
             del self.open[recipient]
             self.final[recipient] = Outcome(recipient, status, self.domain, **details)
 
     def _keep_open(self, recipient: str, reason: str, **details: Any) -> None:
+        details.setdefault("tls_policy", self._policy_now())
         if recipient in self.open:
             self.open[recipient] = _Open(reason, **details)
 
@@ -172,14 +196,34 @@ class DomainDelivery:
             self._all_open(f"internal error: {exc!r}")
         self._defer_the_rest()
         found = (tuple(self.targets), tuple(self.attempts), tuple(self.visits))
-        return dict(self.final), DomainTrace(self.domain, *found, self.dns_error)
+        trace = DomainTrace(self.domain, *found, self.dns_error, self.security.describe())
+        return dict(self.final), trace
 
     def _run(self) -> None:
+        settings = self.settings
+        self.security = DomainTLS.discover(
+            self.domain,
+            enabled=settings.mta_sts,
+            resolver=self.resolver,
+            cache=settings.mta_sts_cache or default_policy_cache(),
+            target_policy=settings.target_policy,
+            fetch_context=settings.mta_sts_ssl_context,
+            port=settings.mta_sts_port,
+            tls=settings.tls,
+            ssl_context=settings.ssl_context,
+        )
         try:
-            self.targets = self.resolver.targets(self.domain)
+            self.targets = self.resolver.targets(
+                self.domain,
+                target_policy=settings.target_policy,
+                accept_host=self.security.accept_host,
+            )
         except DNSError as exc:
             self.dns_error = str(exc)
-            if isinstance(exc, PermanentError):
+            if isinstance(exc, HostsFilteredError):
+                reason = self.security.no_match()
+                self._all_open(reason, reply=Reply.build(451, reason, "4.7.5"), error=exc)
+            elif isinstance(exc, PermanentError):
                 for recipient in list(self.open):
                     self._settle(
                         recipient, Status.FAILED, reply=exc.reply, reason=exc.message, error=exc
@@ -193,7 +237,10 @@ class DomainDelivery:
             for recipient in list(self.open):
                 self._settle(recipient, Status.FAILED, reply=reply, reason=str(exc))
             return
-        remaining = list(self.targets)
+        # The resolver applied the target policy; a resolver of the caller's
+        # own making might not have, so check again before any connection.
+        policy = self.settings.target_policy
+        remaining = [t for t in self.targets if allowed(t.address, policy)]
         sessions = 0
         while self.open and remaining and sessions < self.settings.max_sessions:
             result = race(
@@ -246,14 +293,19 @@ class DomainDelivery:
 
     def _open_session(self, target: Target, sock: Any) -> Session | None:
         """Greeting, EHLO and TLS on *sock*; None (and a note) when the host fails."""
-        tls = self.settings.tls
-        context = self.settings.ssl_context
+        if self.settings.tls is not TLSMode.NONE:
+            found = dane.host_policy(self.resolver, self.domain, target.host, self.settings.port)
+            if found.applies:  # DANE takes precedence over any other policy (RFC 8461 §2)
+                return self._open_dane(target, sock, found)
+        self.decision = self.security.for_host(target.host)
+        tls = self.decision.mode
+        context = self.decision.context
         verify_error: str | None = None
         while True:
             try:
                 session = self._connect(target, sock, tls, context)
             except CertificateVerifyError as exc:
-                if tls is TLSMode.OPPORTUNISTIC and context is self.settings.ssl_context:
+                if tls is TLSMode.OPPORTUNISTIC and context is self.decision.context:
                     # Postfix "may": encryption without verification beats plaintext.
                     verify_error = exc.message
                     self._visit(target, f"certificate not verified ({exc.message}); retrying")
@@ -282,13 +334,42 @@ class DomainDelivery:
                 return None
             if session.tls is not None and verify_error is not None:
                 session.tls = dataclasses.replace(session.tls, verify_error=verify_error)
+            failure = self.security.testing_failure(target.host, session.tls)
+            if failure is not None:  # mode testing: deliver anyway, keep the note
+                self.policy_failures[target.host] = failure
+                self._visit(target, failure)
             return session
+
+    def _open_dane(self, target: Target, sock: Any, decision: dane.HostPolicy) -> Session | None:
+        """Open a session to a host whose TLSA records decide its TLS
+        (``dane.open_session``); None (and a note) when the host fails."""
+        self.decision = HostTLS(TLSPolicy.DANE, TLSMode.STARTTLS, None, True, "dane")
+        unused = [sock]
+
+        def connect(context: ssl.SSLContext) -> Session:
+            fresh = unused.pop() if unused else self._reconnect(target)
+            if fresh is None:
+                raise ConnectError(f"could not connect again to {target.address}")
+            return self._connect(target, fresh, TLSMode.STARTTLS, context)
+
+        try:
+            return dane.open_session(decision, connect)
+        except SMTPClientError as exc:
+            stage = "DANE" if isinstance(exc, dane.DANEError) else str(exc.stage or "connect")
+            self._host_failed(target, stage, exc)
+            return None
+        finally:
+            for left in unused:
+                left.close()
 
     def _visit(self, target: Target, result: str, tls: Any = None) -> None:
         self.visits.append(HostVisit(target.host, target.address, result, tls))
 
     def _host_failed(self, target: Target, stage: str, exc: SMTPClientError) -> None:
         reason = f"{target.host} [{target.address}] {stage}: {exc}"
+        decision = self.decision
+        if decision is not None and decision.required and stage == "TLS":
+            reason = f"{self.security.named(decision)} requires verified TLS: {reason}"
         self._visit(target, f"{stage}: {exc}")
         self._all_open(reason, reply=exc.reply, error=exc, host=target.host, address=target.address)
 
@@ -348,6 +429,7 @@ class DomainDelivery:
                     address=target.address,
                     queue_id=queue_id_of(reply),
                     tls=session.tls,
+                    tls_policy_failure=self.policy_failures.get(target.host),
                 )
                 count += 1
             elif recipient in result.refused:

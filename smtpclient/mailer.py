@@ -30,7 +30,9 @@ from smtpclient.body import BodySource
 from smtpclient.credentials import CredentialsProvider, login_credentials
 from smtpclient.envelope import DSN, Recipient
 from smtpclient.errors import PoolClosedError, SMTPClientError
+from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
 from smtpclient.pool import SessionPool
+from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.results import SendResult
 from smtpclient.retry import RetryPolicy, closed_while_idle, never_sent, resendable
 from smtpclient.server import ServerSettings
@@ -48,10 +50,12 @@ Item: TypeAlias = Message | tuple[str, Sequence[str] | str, BodySource]
 class Mailer:
     """Send through one server from any number of threads, over pooled connections.
 
-    The arguments up to *server_hostname* are ``Session.connect``'s;
-    *username*/*password* or *credentials* (``Password``, ``OAuth2`` or a
-    callable returning one, called for every new connection) authenticate
-    each connection once.  Pool tuning: *max_connections*,
+    The connection options are ``Session.connect``'s (all but *sock*: a
+    pool opens connections of its own) and make one ``ConnectOptions``
+    (``settings.options``); *username*/*password* or *credentials*
+    (``Password``, ``OAuth2`` or a callable returning one, called for every
+    new connection) authenticate each connection once, with
+    *auth_mechanism* if given.  Pool tuning: *max_connections*,
     *checkout_timeout* (seconds a send waits for a free connection),
     *max_idle_time*, *max_age*, *max_messages* and *health_check_after*
     (see ``SessionPool``); pass *pool* to share one pool among Mailers (its
@@ -83,6 +87,8 @@ class Mailer:
         use_chunking: bool = True,
         allow_insecure_auth: bool = False,
         auth_mechanism: str | None = None,
+        reply_limits: ReplyLimits | None = None,
+        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
         checkout_timeout: float = 30.0,
         max_idle_time: float = 30.0,
         max_age: float = 300.0,
@@ -93,7 +99,7 @@ class Mailer:
         pool: SessionPool | None = None,
     ) -> None:
         credentials = login_credentials(username, password, credentials)
-        self.settings = ServerSettings(
+        options = ConnectOptions(
             host,
             port,
             tls=tls,
@@ -106,9 +112,11 @@ class Mailer:
             use_pipelining=use_pipelining,
             use_chunking=use_chunking,
             allow_insecure_auth=allow_insecure_auth,
-            credentials=credentials,
+            reply_limits=reply_limits,
+            max_recipients=max_recipients,
             auth_mechanism=auth_mechanism,
         )
+        self.settings = ServerSettings.from_options(options, credentials)
         self.retry = RetryPolicy.coerce(retry)
         self.dsn = dsn
         self._owns_pool = pool is None

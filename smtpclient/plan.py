@@ -23,7 +23,37 @@ from smtpclient.protocol.data import MAX_LINE_LENGTH, Framing
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.tls import TLSInfo
 
-__all__ = ["Plan", "build_plan", "orcpt"]
+__all__ = ["Plan", "build_plan", "content_params", "content_size", "orcpt", "size_parameter"]
+
+
+def content_size(canonical: bytes) -> int:
+    """The size SIZE declares for content already in canonical form (CRLF
+    line ends): its octets, with the final CRLF it will be sent with."""
+    return len(canonical) + (0 if not canonical or canonical.endswith(b"\r\n") else 2)
+
+
+def size_parameter(size: int, limit: int | None, offered: bool) -> str | None:
+    """The message-size rule (RFC 1870): a message of *size* octets is refused
+    before MAIL when over the server's *limit*; when SIZE is *offered*, the
+    value MAIL FROM declares (else None).
+
+    Raises:
+        MessageTooLarge: *size* is over *limit*.
+    """
+    if limit is not None and size > limit:
+        raise MessageTooLarge(f"the message is {size} octets; the server accepts at most {limit}")
+    return str(size) if offered else None
+
+
+def content_params(body: str | None, size: str | None) -> dict[str, str | None]:
+    """The MAIL FROM parameters that describe the content, in the order the
+    library sends them: BODY, then SIZE."""
+    params: dict[str, str | None] = {}
+    if body is not None:
+        params["BODY"] = body
+    if size is not None:
+        params["SIZE"] = size
+    return params
 
 
 @dataclass
@@ -175,10 +205,10 @@ def build_plan(
             f"{MAX_LINE_LENGTH}: encode it (quoted-printable or base64), or use send_message() "
             "which does so"
         )
-    params: dict[str, str | None] = {}
+    body_type: str | None = None
     check_eight_bit = False
     if binary:
-        params["BODY"] = "BINARYMIME"
+        body_type = "BINARYMIME"
     elif info.eight_bit:
         if not ext.eightbitmime:
             raise ExtensionNotSupported(
@@ -187,24 +217,18 @@ def build_plan(
                 "reencode_8bit=True) which does so)",
                 extension="8BITMIME",
             )
-        params["BODY"] = "8BITMIME"
+        body_type = "8BITMIME"
     elif info.eight_bit is None:
         # An undeclared one-shot body: assume 8-bit where that is allowed,
         # and watch the stream where it is not.
         if ext.eightbitmime:
-            params["BODY"] = "8BITMIME"
+            body_type = "8BITMIME"
         else:
             check_eight_bit = True
-    limit = ext.max_size
     # BINARYMIME sends the octets as they are; otherwise line ends become CRLF.
     size = body.octets() if binary else info.size
-    if size is not None:
-        if limit is not None and size > limit:
-            raise MessageTooLarge(
-                f"the message is {size} octets; the server accepts at most {limit}"
-            )
-        if "SIZE" in ext:
-            params["SIZE"] = str(size)
+    declared = None if size is None else size_parameter(size, ext.max_size, "SIZE" in ext)
+    params = content_params(body_type, declared)
     # Non-ASCII domains alone go out as A-labels: more servers down the
     # line can take them than can take SMTPUTF8.
     use_utf8 = utf8_needed

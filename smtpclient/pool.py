@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from smtpclient.errors import PoolClosedError, PoolTimeout, SMTPClientError
-from smtpclient.poolparts import Lease, PoolStats, _Book, _close, _Entry
+from smtpclient.poolparts import Book, Entry, Lease, PoolStats, close_entry
 from smtpclient.server import PoolKey, ServerSettings
 from smtpclient.session import Session
 
@@ -51,7 +51,7 @@ _POOLS: weakref.WeakSet[SessionPool] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     for pool in list(_POOLS):
-        pool._forget_parent()
+        pool.reset_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -102,11 +102,11 @@ class SessionPool:
         self.max_age = max_age
         self.max_messages = max_messages
         self.health_check_after = health_check_after
-        self._book = _Book()
+        self._book = Book()
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
         self._pid = os.getpid()
-        self._finalizer = weakref.finalize(self, _Book.drop_all, self._book)
+        self._finalizer = weakref.finalize(self, Book.drop_all, self._book)
         _POOLS.add(self)
 
     # --- checkout ----------------------------------------------------------------------
@@ -144,7 +144,7 @@ class SessionPool:
             if healthy:
                 with self._cond:
                     self._book.reused += 1
-                return Lease(self, entry, reused=True)
+                return Lease(entry, self._checkin, reused=True)
             self._checkin(entry, discard=True, polite=False)
 
     @contextmanager
@@ -160,7 +160,7 @@ class SessionPool:
 
     def _reserve(
         self, key: PoolKey, deadline: float, wait: float, *, fresh: bool
-    ) -> tuple[_Entry | None, bool, list[_Entry], _Entry | None]:
+    ) -> tuple[Entry | None, bool, list[Entry], Entry | None]:
         """Under the lock: an idle entry to reuse, or a reserved slot to open
         one (True); plus connections to retire outside the lock, and the
         idle connection evicted to make the slot (closed before connecting)."""
@@ -198,11 +198,11 @@ class SessionPool:
                     )
                 self._cond.wait(left)
 
-    def _expired(self) -> list[_Entry]:
+    def _expired(self) -> list[Entry]:
         """Under the lock: take out every idle connection due for retirement
         (each keeps counting as open until ``_retire`` has closed it)."""
         now = time.monotonic()
-        out: list[_Entry] = []
+        out: list[Entry] = []
         for key in list(self._book.idle):
             stack = self._book.idle[key]
             keep = [e for e in stack if not self._due(e, now)]
@@ -215,7 +215,7 @@ class SessionPool:
         self._book.closing += len(out)
         return out
 
-    def _due(self, entry: _Entry, now: float) -> bool:
+    def _due(self, entry: Entry, now: float) -> bool:
         session = entry.session
         return (
             not session.usable
@@ -224,18 +224,18 @@ class SessionPool:
             or (self.max_messages is not None and session.messages_sent >= self.max_messages)
         )
 
-    def _open(self, settings: ServerSettings, key: PoolKey, evicted: _Entry | None) -> Lease:
+    def _open(self, settings: ServerSettings, key: PoolKey, evicted: Entry | None) -> Lease:
         """Open a connection in the slot ``_reserve`` set aside (outside the lock)."""
         try:
             if evicted is not None:
-                _close(evicted)
+                close_entry(evicted)
             session = settings.connect()
         except BaseException:
             with self._cond:
                 self._book.opening = max(self._book.opening - 1, 0)
                 self._cond.notify_all()
             raise
-        entry = _Entry(session, key)
+        entry = Entry(session, key)
         with self._cond:
             self._book.opening = max(self._book.opening - 1, 0)
             closed = self._closed
@@ -247,9 +247,9 @@ class SessionPool:
             session.quit()
             raise PoolClosedError("the session pool was closed while connecting")
         log.debug("opened a connection to %s", key)
-        return Lease(self, entry, reused=False)
+        return Lease(entry, self._checkin, reused=False)
 
-    def _healthy(self, entry: _Entry) -> bool:
+    def _healthy(self, entry: Entry) -> bool:
         """Outside the lock: is an idle connection still worth using?"""
         session = entry.session
         # Anything the server sent while we were silent is a 421 or a hang-up
@@ -270,8 +270,8 @@ class SessionPool:
 
     # --- check-in and retirement ---------------------------------------------------
 
-    def _checkin(self, entry: _Entry, *, discard: bool, polite: bool = True) -> None:
-        retired: list[_Entry] = []
+    def _checkin(self, entry: Entry, *, discard: bool, polite: bool = True) -> None:
+        retired: list[Entry] = []
         with self._cond:
             book = self._book
             if entry not in book.leased:
@@ -289,13 +289,13 @@ class SessionPool:
         self._retire(retired, polite=polite)
         self._retire(later)
 
-    def _retire(self, entries: list[_Entry], *, polite: bool = True) -> None:
+    def _retire(self, entries: list[Entry], *, polite: bool = True) -> None:
         """Outside the lock: close retired connections, then free their slots."""
         if not entries:
             return
         try:
             for entry in entries:
-                _close(entry, polite=polite)
+                close_entry(entry, polite=polite)
         finally:
             with self._cond:
                 self._book.closing = max(self._book.closing - len(entries), 0)
@@ -314,7 +314,7 @@ class SessionPool:
         # Peek outside the lock; take out only those still idle by then.
         # Only peek here (never read): another thread may check one of these
         # out meanwhile, and its replies must not be consumed by us.
-        hung_up = [e for e in idle if e.session._transport.readable()]
+        hung_up = [e for e in idle if e.session.channel.transport.readable()]
         with self._cond:
             stale = [e for e in hung_up if self._book.take(e)]
             self._book.closing += len(stale)
@@ -326,10 +326,12 @@ class SessionPool:
     def _check_process(self) -> None:
         if self._pid != os.getpid():
             # A fork the at-fork hook did not see (it always should).
-            self._forget_parent()
+            self.reset_after_fork()
 
-    def _forget_parent(self) -> None:
-        """In a forked child: drop the parent's connections without QUIT.
+    def reset_after_fork(self) -> None:
+        """In a forked child: drop the parent's connections without QUIT
+        (only the child's copies of the descriptors are closed).  Called
+        automatically after ``os.fork()``; there is no need to call it.
 
         The lock may have been held by a parent thread at the moment of the
         fork (that thread does not exist here), so it is replaced, not taken.
@@ -337,8 +339,8 @@ class SessionPool:
         self._cond = threading.Condition(threading.Lock())
         self._finalizer.detach()
         self._book.drop_all()
-        self._book = _Book()  # the child's pool starts afresh, counters too
-        self._finalizer = weakref.finalize(self, _Book.drop_all, self._book)
+        self._book = Book()  # the child's pool starts afresh, counters too
+        self._finalizer = weakref.finalize(self, Book.drop_all, self._book)
         self._pid = os.getpid()
 
     # --- the whole pool ------------------------------------------------------------------

@@ -1,8 +1,12 @@
 """The pool's parts: a pooled connection, the bookkeeping, leases and stats.
 
 ``smtpclient.pool.SessionPool`` decides; these hold what it decides about.
-The bookkeeping (``_Book``) is a separate object so that the pool's GC
+The bookkeeping (``Book``) is a separate object so that the pool's GC
 finalizer can close sockets through it without keeping the pool alive.
+
+Imports go one way: ``pool`` imports this module, never the reverse (a
+``Lease`` gives its session back through the check-in function the pool
+hands it, not through the pool).
 """
 
 from __future__ import annotations
@@ -10,19 +14,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from smtpclient.errors import SMTPClientError
 from smtpclient.server import PoolKey
 from smtpclient.session import Session
 
-if TYPE_CHECKING:
-    from smtpclient.pool import SessionPool
-
-__all__ = ["Lease", "PoolStats"]
+__all__ = ["Book", "CheckIn", "Entry", "Lease", "PoolStats", "close_entry"]
 
 
-class _Entry:
+class Entry:
     """One pooled connection and when it was last put back."""
 
     __slots__ = ("idle_since", "key", "session")
@@ -33,13 +34,13 @@ class _Entry:
         self.idle_since = time.monotonic()
 
 
-class _Book:
+class Book:
     """The pool's bookkeeping, shared with its GC finalizer (which must not
     hold the pool itself, or the pool would never be collected)."""
 
     def __init__(self) -> None:
-        self.idle: dict[PoolKey, list[_Entry]] = {}  # per key, most recently used last
-        self.leased: set[_Entry] = set()
+        self.idle: dict[PoolKey, list[Entry]] = {}  # per key, most recently used last
+        self.leased: set[Entry] = set()
         self.opening = 0  # slots reserved for connections being opened
         self.closing = 0  # retired connections not closed yet (they still count)
         self.peak = 0
@@ -54,7 +55,7 @@ class _Book:
     def open_count(self) -> int:
         return self.idle_count + len(self.leased) + self.opening + self.closing
 
-    def take(self, entry: _Entry) -> bool:
+    def take(self, entry: Entry) -> bool:
         """Remove *entry* from the idle stacks; False if it was not idle."""
         stack = self.idle.get(entry.key)
         if not stack or entry not in stack:
@@ -64,9 +65,9 @@ class _Book:
             del self.idle[entry.key]
         return True
 
-    def least_recently_used(self) -> _Entry | None:
+    def least_recently_used(self) -> Entry | None:
         """The idle connection unused the longest (over every key)."""
-        oldest: _Entry | None = None
+        oldest: Entry | None = None
         for stack in self.idle.values():
             if stack and (oldest is None or stack[0].idle_since < oldest.idle_since):
                 oldest = stack[0]
@@ -79,7 +80,7 @@ class _Book:
         self.leased.clear()
         self.opening = self.closing = 0
         for entry in entries:
-            entry.session._drop()
+            entry.session.drop()
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ class PoolStats:
     reused: int
 
 
+class CheckIn(Protocol):
+    """How a lease gives its connection back (``SessionPool``'s check-in)."""
+
+    def __call__(self, entry: Entry, *, discard: bool, polite: bool) -> None: ...
+
+
 class Lease:
     """A session checked out of a pool; give it back with ``release()`` or
     by leaving the ``with`` block.
@@ -113,9 +120,9 @@ class Lease:
             opened for this checkout.
     """
 
-    def __init__(self, pool: SessionPool, entry: _Entry, *, reused: bool) -> None:
-        self._pool = pool
-        self._entry: _Entry | None = entry
+    def __init__(self, entry: Entry, checkin: CheckIn, *, reused: bool) -> None:
+        self._checkin = checkin
+        self._entry: Entry | None = entry
         self.session = entry.session
         self.reused = reused
 
@@ -127,7 +134,7 @@ class Lease:
     def _release(self, *, discard: bool, polite: bool) -> None:
         entry, self._entry = self._entry, None
         if entry is not None:
-            self._pool._checkin(entry, discard=discard, polite=polite)
+            self._checkin(entry, discard=discard, polite=polite)
 
     def __enter__(self) -> Lease:
         return self
@@ -149,7 +156,7 @@ class Lease:
         return f"<Lease {self.session!r} reused={self.reused} {state}>"
 
 
-def _close(entry: _Entry, *, polite: bool = True) -> None:
+def close_entry(entry: Entry, *, polite: bool = True) -> None:
     """QUIT (when the session can still speak) and close; never raises."""
     session = entry.session
     if polite and session.usable:

@@ -34,6 +34,7 @@ from smtpclient.protocol.reply import Reply
 from smtpclient.results import _QUEUE_ID
 from smtpclient.targets import Target
 from smtpclient.tls import TLSInfo
+from smtpclient.tlspolicy import TLSPolicy
 
 __all__ = [
     "FIRST_RETRY",
@@ -120,6 +121,12 @@ class Outcome:
         tls: TLS details of the session, None for plaintext.
         retry_after: for DEFERRED, when to try again (None: give up).
         error: the exception behind a failure, if any.
+        tls_policy: the ``TLSPolicy`` that applied ("none", "opportunistic",
+            "mta-sts enforce", "mta-sts testing", "dane"); None only for a
+            recipient rejected before its domain was looked at.
+        tls_policy_failure: under an MTA-STS ``testing`` policy, what an
+            ``enforce`` policy would have refused about the host that got
+            the message (for TLS reporting, RFC 8460); None otherwise.
     """
 
     recipient: str
@@ -133,6 +140,8 @@ class Outcome:
     tls: TLSInfo | None = None
     retry_after: datetime | None = None
     error: SMTPClientError | None = field(default=None, compare=False, repr=False)
+    tls_policy: TLSPolicy | None = None
+    tls_policy_failure: str | None = None
 
     @property
     def enhanced(self) -> str | None:
@@ -164,13 +173,16 @@ class HostVisit:
 @dataclass(frozen=True)
 class DomainTrace:
     """The evidence for one domain: targets from DNS, every connection
-    attempt in start order, and each host visited."""
+    attempt in start order, each host visited, and the MTA-STS policy
+    found (e.g. ``"enforce (fetched): mode enforce, mx *.example.com, ..."``
+    or ``"no policy; MTA-STS policy fetch failed: ..."``)."""
 
     domain: str
     targets: tuple[Target, ...] = ()
     attempts: tuple[Attempt, ...] = ()
     visits: tuple[HostVisit, ...] = ()
     dns_error: str | None = None
+    mta_sts: str = ""  # what MTA-STS discovery found ("" when it was off)
 
     @property
     def tried(self) -> tuple[str, ...]:

@@ -8,12 +8,9 @@ import stringprep
 import unicodedata
 from collections.abc import Callable
 
+from smtpclient.errors import SASLError  # defined there; re-exported here
+
 __all__ = ["SASLError", "saslprep"]
-
-
-class SASLError(ValueError):
-    """A SASL mechanism cannot continue: bad input, a bad challenge, or a
-    server that failed to prove itself."""
 
 
 # RFC 4013 §2.3: prohibited output (RFC 3454 tables C.1.2 to C.9).

@@ -1,8 +1,9 @@
 """How to reach one submission server, as a value: the recipe a pool connects by.
 
-A ``ServerSettings`` holds everything ``Session.connect`` and AUTH need.  Its
-``key`` says which pooled connections are interchangeable: same host, port,
-TLS mode, client options and the same *identity* of credentials.  The key
+A ``ServerSettings`` holds everything ``Session.connect`` and AUTH need: a
+``ConnectOptions`` (``options``) and the credentials.  Its ``key`` says which
+pooled connections are interchangeable: the same ``ConnectOptions`` (host
+compared case-insensitively) and the same *identity* of credentials.  The key
 never holds a secret: a password or static token is represented by a keyed
 digest (HMAC with a random per-process key), so two settings with the same
 user but a different password never share an authenticated connection, and
@@ -11,6 +12,7 @@ nothing in the key can be turned back into the password.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -19,12 +21,13 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtpclient.auth import Credentials, OAuth2, Password
-from smtpclient.credentials import CredentialsProvider
+from smtpclient.credentials import Credentials, CredentialsProvider, OAuth2, Password
 from smtpclient.errors import InsecureAuthError
+from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
+from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.session import Session
 from smtpclient.timeouts import Timeouts
-from smtpclient.tls import TLSMode, default_mode
+from smtpclient.tls import TLSMode
 
 __all__ = ["PoolKey", "ServerSettings", "secret_digest"]
 
@@ -107,10 +110,12 @@ class PoolKey:
 class ServerSettings:
     """Where and how to connect, and as whom; ``connect()`` opens a ready session.
 
-    The fields are ``Session.connect``'s keyword arguments, plus
-    *credentials* (``Password``, ``OAuth2`` or a callable returning one,
-    called at every connect so that rotated secrets are picked up) and
-    *auth_mechanism* (None: the strongest both sides support).
+    The fields are ``Session.connect``'s keyword arguments (but *sock*: a
+    pool opens connections of its own), plus *credentials* (``Password``,
+    ``OAuth2`` or a callable returning one, called at every connect so that
+    rotated secrets are picked up) and *auth_mechanism* (None: the
+    strongest both sides support); ``options`` is the ``ConnectOptions``
+    they make (``from_options`` goes the other way).
 
     Raises:
         TypeError, ValueError: a field has the wrong type or value.
@@ -130,27 +135,57 @@ class ServerSettings:
     allow_insecure_auth: bool = False
     credentials: CredentialsProvider | None = field(default=None, repr=False, compare=False)
     auth_mechanism: str | None = None
+    reply_limits: ReplyLimits | None = None
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
 
     def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not self.host:
-            raise TypeError("host must be a non-empty str")
-        if not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise ValueError(f"port must be an int between 1 and 65535, not {self.port!r}")
-        if self.tls is not None and not isinstance(self.tls, TLSMode):
-            raise TypeError(f"tls must be a TLSMode, not {type(self.tls).__name__}")
-        given: object = self.timeouts  # a plain number is accepted, as everywhere
-        if not isinstance(given, Timeouts):
-            object.__setattr__(self, "timeouts", Timeouts.coerce(given))  # type: ignore[arg-type]
+        # The options are checked (and the timeouts coerced) in one place, now.
+        object.__setattr__(self, "timeouts", self.options.timeouts)
         creds = self.credentials
         if creds is not None and not (isinstance(creds, Credentials) or callable(creds)):
             raise TypeError("credentials must be Password, OAuth2 or a callable returning one")
 
+    @functools.cached_property
+    def options(self) -> ConnectOptions:
+        """The ``ConnectOptions`` these settings make."""
+        return ConnectOptions(
+            self.host,
+            self.port,
+            tls=self.tls,
+            ssl_context=self.ssl_context,
+            server_hostname=self.server_hostname,
+            timeouts=self.timeouts,
+            local_hostname=self.local_hostname,
+            source_address=self.source_address,
+            lmtp=self.lmtp,
+            use_pipelining=self.use_pipelining,
+            use_chunking=self.use_chunking,
+            allow_insecure_auth=self.allow_insecure_auth,
+            reply_limits=self.reply_limits,
+            max_recipients=self.max_recipients,
+            auth_mechanism=self.auth_mechanism,
+        )
+
+    @classmethod
+    def from_options(
+        cls, options: ConnectOptions, credentials: CredentialsProvider | None = None
+    ) -> ServerSettings:
+        """Settings for *options* and *credentials*.
+
+        Raises:
+            ValueError: *options* has a *sock* (a pool opens its own connections).
+            TypeError: *credentials* is of the wrong type.
+        """
+        if options.sock is not None:
+            raise ValueError("a pool opens connections of its own: sock= cannot be pooled")
+        fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+        del fields["sock"]
+        return cls(credentials=credentials, **fields)
+
     @property
     def tls_mode(self) -> TLSMode:
         """The TLS mode in force (the port's default when ``tls`` is None)."""
-        if self.tls is not None:
-            return self.tls
-        return TLSMode.NONE if self.host.startswith("/") else default_mode(self.port)
+        return self.options.tls_mode
 
     def __getstate__(self) -> dict[str, Any]:
         # The cached key holds a digest made with this process's random key.
@@ -162,17 +197,12 @@ class ServerSettings:
         once: every field is immutable, and the credentials' identity with it)."""
         creds = self.credentials
         username = creds.username if isinstance(creds, Credentials) else None
-        options = (
-            self.ssl_context,  # SSLContext compares by identity
-            self.server_hostname,
-            self.timeouts,
-            self.local_hostname,
-            self.source_address,
-            self.lmtp,
-            self.use_pipelining,
-            self.use_chunking,
-            self.allow_insecure_auth,
-            self.auth_mechanism,
+        # Every option but where to: a new option is in the key as soon as
+        # ConnectOptions has it (an SSLContext compares by identity).
+        where = ("host", "port", "tls")
+        connect = self.options
+        options = tuple(
+            getattr(connect, f.name) for f in dataclasses.fields(connect) if f.name not in where
         )
         return PoolKey(
             self.host.lower(), self.port, self.tls_mode, username, _identity(creds), options
@@ -185,20 +215,7 @@ class ServerSettings:
         Raises:
             SMTPClientError: as ``Session.connect`` and ``Session.authenticate``.
         """
-        session = Session.connect(
-            self.host,
-            self.port,
-            tls=self.tls_mode,
-            ssl_context=self.ssl_context,
-            server_hostname=self.server_hostname,
-            timeouts=self.timeouts,
-            local_hostname=self.local_hostname,
-            source_address=self.source_address,
-            lmtp=self.lmtp,
-            use_pipelining=self.use_pipelining,
-            use_chunking=self.use_chunking,
-            allow_insecure_auth=self.allow_insecure_auth,
-        )
+        session = Session.open(self.options)
         if self.credentials is None:
             return session
         try:

@@ -37,6 +37,7 @@ from smtpclient.cli.direct import direct_options
 from smtpclient.cli.outcomes import Outcome, exit_code, from_error
 from smtpclient.cli.progress import Display, make_display, print_summary
 from smtpclient.cli.senders import DirectSender, MailerSender, Sender
+from smtpclient.cli.sendopts import dsn_from, target_from
 from smtpclient.cli.template import Row, check_template, read_rows, render
 from smtpclient.cli.transcript import transcript
 
@@ -72,8 +73,6 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def run_bulk(args: argparse.Namespace) -> int:
     """Send the template to every row of the CSV; print progress and a summary."""
-    from smtpclient.cli.send import dsn_from, target_from  # noqa: PLC0415 - send imports us
-
     _check_options(args)
     server = target_from(args)
     rows = read_rows(read_input(args.bulk), args.bulk)

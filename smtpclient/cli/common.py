@@ -20,6 +20,7 @@ from typing import NoReturn
 from smtpclient.errors import (
     AuthenticationFailed,
     CertificateVerifyError,
+    CommandError,
     ConnectError,
     ExtensionNotSupported,
     InsecureAuthError,
@@ -76,14 +77,6 @@ INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after reporting what was and was not
 
 PASSWORD_ENV = "SMTPCLIENT_PASSWORD"  # noqa: S105 - the variable's name
 PROG = "smtpclient"
-
-
-class CommandError(Exception):
-    """A problem to report in one line and exit with ``code`` (no traceback)."""
-
-    def __init__(self, message: str, code: int = EX_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def error(message: str) -> None:

@@ -17,6 +17,7 @@ from smtpclient.cli.compose import Composed
 from smtpclient.cli.outcomes import Outcome, from_error, from_report
 from smtpclient.envelope import DSN
 from smtpclient.errors import SMTPClientError
+from smtpclient.netpolicy import TARGET_POLICIES, TargetPolicy
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
 
@@ -40,6 +41,7 @@ class DirectOptions:
     ssl_context: ssl.SSLContext | None = None
     timeouts: Timeouts | None = None
     local_hostname: str | None = None
+    target_policy: TargetPolicy = "public"
 
 
 def add_dns_server_options(container: argparse._ActionsContainer, *, when: str = "") -> None:
@@ -63,6 +65,13 @@ def add_direct_options(group: argparse._ArgumentGroup) -> None:
         metavar="PORT",
         help="with --direct: the SMTP port of the MX hosts (default 25; for test setups)",
     )
+    group.add_argument(
+        "--target-policy",
+        choices=TARGET_POLICIES,
+        default="public",
+        help="with --direct: which addresses may be connected to: public (default; "
+        "globally routable only), private (also private networks) or any (e.g. loopback)",
+    )
 
 
 def direct_options(args: argparse.Namespace) -> DirectOptions:
@@ -76,6 +85,7 @@ def direct_options(args: argparse.Namespace) -> DirectOptions:
         ssl_context=settings.ssl_context,
         timeouts=settings.timeouts,
         local_hostname=settings.local_hostname,
+        target_policy=getattr(args, "target_policy", "public"),
     )
 
 
@@ -101,6 +111,7 @@ def deliver_direct(composed: Composed, dsn: DSN | None, options: DirectOptions) 
             timeouts=options.timeouts,
             local_hostname=options.local_hostname,
             dsn=dsn,
+            target_policy=options.target_policy,
         )
     except (SMTPClientError, ValueError, TypeError) as exc:
         report_error(exc, None)

@@ -31,8 +31,8 @@ from smtpclient.errors import (
     InsecureAuthError,
     RecipientsRefused,
     SMTPClientError,
-    _safe,
 )
+from smtpclient.errors import safe_text as _safe
 from smtpclient.protocol.reply import Reply
 from smtpclient.report import Status
 from smtpclient.results import SendResult
@@ -123,7 +123,7 @@ def from_error(exc: BaseException, recipients: Sequence[str]) -> list[Outcome]:
     if isinstance(exc, SMTPClientError) and exc.result is not None:
         refused.update(exc.result.refused)
     if isinstance(exc, RecipientsRefused):
-        refused.update(exc.recipients)  # type: ignore[arg-type]
+        refused.update(exc.replies)
     return [
         _from_reply(r, refused[r]) if r in refused else _from_exception(r, exc)
         for r in dict.fromkeys(recipients)

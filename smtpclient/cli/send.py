@@ -9,8 +9,6 @@ from smtpclient.cli.common import (
     ServerAddress,
     add_tls_options,
     connection_settings,
-    fail,
-    parse_server,
     read_password,
     report_error,
 )
@@ -18,6 +16,7 @@ from smtpclient.cli.compose import Composed, compose
 from smtpclient.cli.direct import add_direct_options, deliver_direct, direct_options
 from smtpclient.cli.outcomes import Outcome, exit_code, from_error, from_result
 from smtpclient.cli.outcomes import print_outcomes as show
+from smtpclient.cli.sendopts import dsn_from, target_from
 from smtpclient.cli.transcript import transcript
 from smtpclient.envelope import DSN
 from smtpclient.errors import SMTPClientError
@@ -110,23 +109,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-def dsn_from(args: argparse.Namespace) -> DSN | None:
-    """The DSN options given, or None.
-
-    Raises:
-        CommandError: an option RFC 3461 does not allow (EX_USAGE).
-    """
-    if not (args.dsn_notify or args.dsn_ret or args.dsn_envid or args.dsn_orcpt):
-        return None
-    notify = None
-    if args.dsn_notify:
-        notify = tuple(part.strip() for part in args.dsn_notify.split(",") if part.strip())
-    try:
-        return DSN(ret=args.dsn_ret, envid=args.dsn_envid, notify=notify, orcpt=args.dsn_orcpt)
-    except ValueError as exc:
-        fail(str(exc))
-
-
 def run(args: argparse.Namespace) -> int:
     """Send one message (or hand over to bulk sending) and print each outcome."""
     if args.bulk or args.template:
@@ -146,26 +128,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         show(outcomes, sys.stdout)
     return exit_code(outcomes)
-
-
-def target_from(args: argparse.Namespace) -> ServerAddress | None:
-    """The --server given, or None for --direct.
-
-    Raises:
-        CommandError: neither or both, or --user with --direct (EX_USAGE).
-    """
-    if args.server and args.direct:
-        fail("give --server or --direct, not both")
-    if args.direct:
-        if args.user:
-            fail("--user logs in to a --server; direct delivery does not log in")
-        return None
-    if not args.server:
-        fail(
-            "no server given: use --server HOST[:PORT] to send through a mail server, "
-            "or --direct to deliver to the recipients' MX hosts"
-        )
-    return parse_server(args.server)
 
 
 def _relay(

@@ -82,6 +82,6 @@ __all__ = [
 bCRLF = b"\r\n"
 _have_ssl = True
 
-for _cls in (SMTP, SMTP_SSL, LMTP, ReplyTooLargeError, ReplyTimeoutError):
+for _cls in (SMTP, SMTP_SSL, LMTP):
     _cls.__module__ = __name__
 del _cls

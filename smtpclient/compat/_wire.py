@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sys
 import time
-from smtplib import SMTPResponseException, SMTPServerDisconnected
+from smtplib import SMTPServerDisconnected
 from typing import Any
 
 from smtpclient import errors
+from smtpclient.errors import ReplyTimeoutError, ReplyTooLargeError  # re-exported here
 from smtpclient.protocol.commands import check_text
 from smtpclient.protocol.reply import Reply, ReplyLimits, ReplyParser
 
@@ -25,8 +26,6 @@ _MAXLINE = 8192  # smtplib's longest reply line, CRLF included; kept for compati
 _MAX_REPLY_LINES = 1024  # smtplib has no limit at all
 _MAX_REPLY_BYTES = 256 * 1024
 _RECV_SIZE = 65536
-# How ReplyParser words its cap errors (every other ProtocolError is garbage).
-_SIZE_CAP_WORDS = ("longer than", "more than", "larger than")
 
 
 def namespace() -> Any:
@@ -37,25 +36,6 @@ def namespace() -> Any:
     the same lookup keeps ``smtpclient.compat.socket = fake`` working.
     """
     return sys.modules["smtpclient.compat"]
-
-
-class ReplyTimeoutError(errors.SMTPTimeoutError, SMTPServerDisconnected):
-    """No complete reply arrived within ``timeout`` seconds; the connection is closed.
-
-    Also an ``smtplib.SMTPServerDisconnected`` (what smtplib raises when a
-    read times out) and a ``TimeoutError``.
-    """
-
-
-class ReplyTooLargeError(errors.ProtocolError, SMTPResponseException):
-    """A reply line, or a whole reply, exceeded its cap; the connection is closed.
-
-    ``smtp_code`` is 500, as in smtplib's own "Line too long." error;
-    ``smtp_error`` says which cap.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reply=Reply.build(500, message))
 
 
 def _redacted(cmd: str, args: str, in_exchange: bool) -> str:
@@ -170,14 +150,14 @@ class WireClient:
         if "\r" in line or "\n" in line:
             # smtplib's own wording, which its users' tests look for.
             shown = "<redacted>" if secret else line.replace("\n", "\\n").replace("\r", "\\r")
-            raise errors.InvalidAddressError(
+            raise errors.InvalidArgumentError(
                 f"command and arguments contain prohibited newline characters: {shown}"
             )
         try:
             check_text(line, "SMTP command")
-        except errors.InvalidAddressError:
+        except errors.InvalidArgumentError:
             if secret:  # the message would quote the credentials
-                raise errors.InvalidAddressError(
+                raise errors.InvalidArgumentError(
                     "an AUTH line contains a control character"
                 ) from None
             raise
@@ -233,13 +213,13 @@ class WireClient:
                     failure = SMTPServerDisconnected("Connection unexpectedly closed")
                     break
                 parser.feed(chunk)
+        except errors.ReplyLimitExceeded as exc:
+            failure = ReplyTooLargeError(exc.message, limit=exc.limit, value=exc.value)
         except errors.ProtocolError as exc:
-            if not any(words in exc.message for words in _SIZE_CAP_WORDS):
-                # Garbage (another protocol on this port?): smtplib's -1, but
-                # the stream cannot be trusted any more, so it is closed.
-                self.close()
-                return Reply(-1, (exc.message,))
-            failure = ReplyTooLargeError(exc.message)
+            # Garbage (another protocol on this port?): smtplib's -1, but
+            # the stream cannot be trusted any more, so it is closed.
+            self.close()
+            return Reply(-1, (exc.message,))
         except TimeoutError:
             failure = ReplyTimeoutError(f"no complete reply within {budget} seconds")
         except OSError as exc:

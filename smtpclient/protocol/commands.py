@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import idna
 
-from smtpclient.errors import InvalidAddressError
+from smtpclient.errors import InvalidAddressError, InvalidArgumentError
 
 __all__ = [
     "auth",
@@ -34,6 +34,8 @@ __all__ = [
     "mail",
     "noop",
     "normalise_domain",
+    "plain_mail",
+    "plain_rcpt",
     "quit_",
     "rcpt",
     "rset",
@@ -56,20 +58,21 @@ _ESMTP_VALUE_UTF8 = re.compile(r"(?:[\x21-\x3c\x3e-\x7e]|[^\x00-\x7f])+")
 _SOURCE_ROUTE = re.compile(r"@[^:,]+(?:,@[^:,]+)*:")
 
 
-def check_text(value: str, what: str) -> str:
+def check_text(
+    value: str, what: str, error: type[InvalidArgumentError] = InvalidArgumentError
+) -> str:
     """Refuse control characters (CR, LF, NUL ...) in *value*; return it unchanged.
 
     Raises:
         TypeError: *value* is not a str.
-        InvalidAddressError: *value* holds a control character.
+        InvalidArgumentError: *value* holds a control character (*error*, which
+            address checks make ``InvalidAddressError``).
     """
     if not isinstance(value, str):
         raise TypeError(f"{what} must be str, not {type(value).__name__}")
     found = _CONTROL.search(value)
     if found is not None:
-        raise InvalidAddressError(
-            f"{what} contains a control character {found.group()!r}: {value[:80]!r}"
-        )
+        raise error(f"{what} contains a control character {found.group()!r}: {value[:80]!r}")
     return value
 
 
@@ -82,7 +85,7 @@ def normalise_domain(domain: str, *, utf8: bool = False) -> str:
     Raises:
         InvalidAddressError: the domain is empty, malformed or not valid IDNA.
     """
-    check_text(domain, "domain")
+    check_text(domain, "domain", InvalidAddressError)
     if domain.startswith("[") and domain.endswith("]"):
         _check_address_literal(domain)
         return domain
@@ -162,7 +165,7 @@ def encode_address(address: str, *, utf8: bool = False, allow_empty: bool = Fals
 
 @functools.lru_cache(maxsize=4096)
 def _encode_address(address: str, utf8: bool, allow_empty: bool) -> str:
-    check_text(address, "address")
+    check_text(address, "address", InvalidAddressError)
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1]
     route = _SOURCE_ROUTE.match(address)
@@ -192,13 +195,13 @@ def _params(params: Mapping[str, str | None] | None, *, utf8: bool) -> str:
     for keyword, value in params.items():
         check_text(keyword, "ESMTP parameter name")
         if _ESMTP_KEYWORD.fullmatch(keyword) is None:
-            raise InvalidAddressError(f"malformed ESMTP parameter name: {keyword!r}")
+            raise InvalidArgumentError(f"malformed ESMTP parameter name: {keyword!r}")
         if value is None:
             out.append(" " + keyword)
             continue
         check_text(value, f"ESMTP parameter {keyword}")
         if value_pattern.fullmatch(value) is None:
-            raise InvalidAddressError(f"malformed value for ESMTP parameter {keyword}: {value!r}")
+            raise InvalidArgumentError(f"malformed value for ESMTP parameter {keyword}: {value!r}")
         out.append(f" {keyword}={value}")
     return "".join(out)
 
@@ -208,16 +211,20 @@ def _line(text: str, *, utf8: bool = False) -> bytes:
 
 
 def _hostname(name: str) -> str:
+    # A host name is the caller's setting, not an address: InvalidArgumentError.
     check_text(name, "HELO name")
     if not name or " " in name:
-        raise InvalidAddressError(f"malformed HELO name: {name!r}")
-    if name.startswith("[") or name.endswith("]"):
-        # An address literal needs both brackets ("[192.0.2.1>" was sent as is).
-        if not (name.startswith("[") and name.endswith("]")):
-            raise InvalidAddressError(f"malformed address literal: {name!r}")
-        _check_address_literal(name)
-        return name
-    return normalise_domain(name)
+        raise InvalidArgumentError(f"malformed HELO name: {name!r}")
+    try:
+        if name.startswith("[") or name.endswith("]"):
+            # An address literal needs both brackets ("[192.0.2.1>" was sent as is).
+            if not (name.startswith("[") and name.endswith("]")):
+                raise InvalidArgumentError(f"malformed address literal: {name!r}")
+            _check_address_literal(name)
+            return name
+        return normalise_domain(name)
+    except InvalidAddressError as exc:
+        raise InvalidArgumentError(f"malformed HELO name {name!r}: {exc}") from None
 
 
 def ehlo(name: str) -> bytes:
@@ -268,10 +275,18 @@ def _plain_rcpt(recipient: str, utf8: bool) -> bytes:
     return _line(f"RCPT TO:<{_encode_address(recipient, utf8, False)}>", utf8=utf8)
 
 
+# The same cached encoders under public names: ``plain_mail(sender, utf8)``
+# and ``plain_rcpt(recipient, utf8)`` are ``mail``/``rcpt`` without
+# parameters, for a caller that cannot afford a Python call per line (the
+# sendmail fast path).  Raises: as ``mail`` and ``rcpt``.
+plain_mail = _plain_mail
+plain_rcpt = _plain_rcpt
+
+
 def _argument(verb: str, argument: str | None, *, utf8: bool = False) -> bytes:
     if argument is None or argument == "":
         return _line(verb)
-    check_text(argument, f"{verb} argument")
+    check_text(argument, f"{verb} argument", InvalidAddressError)
     if not utf8 and not argument.isascii():
         raise InvalidAddressError(f"non-ASCII {verb} argument needs SMTPUTF8: {argument!r}")
     return _line(f"{verb} {argument}", utf8=utf8)
@@ -332,13 +347,13 @@ def auth(mechanism: str, initial_response: str | None = None) -> bytes:
     """``AUTH mechanism [initial-response]``; the response is base64 already ("=" if empty)."""
     check_text(mechanism, "SASL mechanism")
     if re.fullmatch(r"[A-Z0-9_-]{1,20}", mechanism) is None:
-        raise InvalidAddressError(f"malformed SASL mechanism name: {mechanism!r}")
+        raise InvalidArgumentError(f"malformed SASL mechanism name: {mechanism!r}")
     if initial_response is None:
         return _line(f"AUTH {mechanism}")
     check_text(initial_response, "SASL response")
     if not initial_response.isascii():
         # It is base64 (or "="): anything else would fail to encode as ASCII.
-        raise InvalidAddressError("a SASL initial response must be base64 (ASCII)")
+        raise InvalidArgumentError("a SASL initial response must be base64 (ASCII)")
     return _line(f"AUTH {mechanism} {initial_response}")
 
 
@@ -349,7 +364,7 @@ def xtext(value: str) -> str:
     encoded byte by byte from UTF-8.
 
     Raises:
-        InvalidAddressError: *value* holds a control character.
+        InvalidArgumentError: *value* holds a control character.
     """
     check_text(value, "xtext value")
     out = []

@@ -4,7 +4,8 @@ The parser is fed whatever the socket returned, in pieces of any size, and
 hands out complete ``Reply`` objects.  Feeding one byte at a time gives the
 same replies as feeding everything at once.  Memory is bounded by
 ``ReplyLimits``: an over-long line, too many lines or too many bytes in one
-reply is a ``ProtocolError``, and the parser stays broken afterwards.
+reply is a ``ReplyLimitExceeded`` (a ``ProtocolError``), and the parser stays
+broken afterwards.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from smtpclient.errors import ProtocolError
+from smtpclient.errors import ProtocolError, ReplyLimitExceeded
 
 __all__ = ["Reply", "ReplyLimits", "ReplyParser"]
 
@@ -60,7 +61,9 @@ class Reply:
         setter(self, "raw", raw or tuple(line.encode("utf-8") for line in text))
 
     @classmethod
-    def _from_wire(cls, code: int, raw: tuple[bytes, ...]) -> Reply:
+    def from_wire(cls, code: int, raw: tuple[bytes, ...]) -> Reply:
+        """A reply as the parser read it: *raw* is the text of each line
+        after the code; it is decoded only when first asked for."""
         # _lines and _enhanced stay unset until first asked for.
         reply = cls.__new__(cls)
         object.__setattr__(reply, "code", code)
@@ -211,7 +214,8 @@ class ReplyParser:
 
     Raises ``ProtocolError`` for malformed lines, codes outside 200-599, a
     continuation line whose code differs from the first line's, anything but
-    " ", "-" or the end of line after the code, and replies over the limits.
+    " ", "-" or the end of line after the code; ``ReplyLimitExceeded`` (a
+    ``ProtocolError``) for replies over the limits.
     """
 
     def __init__(self, limits: ReplyLimits | None = None) -> None:
@@ -273,7 +277,7 @@ class ReplyParser:
                 code = _ONE_LINE_CODES.get(line[:4])
                 if code is not None:
                     self._pos = end + 1
-                    return Reply._from_wire(code, (line[4:],))
+                    return Reply.from_wire(code, (line[4:],))
         try:
             return self._next_reply()
         except ProtocolError as exc:
@@ -318,13 +322,13 @@ class ReplyParser:
             end = buffer.find(b"\n", self._pos)
             if end < 0:
                 if len(buffer) - self._pos > limits.max_line_length:
-                    raise ProtocolError(f"reply line longer than {limits.max_line_length} bytes")
+                    raise _line_too_long(limits)
                 if self._pos > 65536:  # keep the consumed prefix from growing
                     del buffer[: self._pos]
                     self._pos = 0
                 return None
             if end + 1 - self._pos > limits.max_line_length:
-                raise ProtocolError(f"reply line longer than {limits.max_line_length} bytes")
+                raise _line_too_long(limits)
             line = bytes(buffer[self._pos : end])
             self._reply_bytes += end + 1 - self._pos
             self._pos = end + 1
@@ -348,9 +352,15 @@ class ReplyParser:
         self._code = code
         self._raw.append(line[4:])
         if len(self._raw) > self.limits.max_lines:
-            raise ProtocolError(f"reply has more than {self.limits.max_lines} lines")
+            cap = self.limits.max_lines
+            raise ReplyLimitExceeded(
+                f"reply has more than {cap} lines", limit="max_lines", value=cap
+            )
         if self._reply_bytes > self.limits.max_reply_bytes:
-            raise ProtocolError(f"reply larger than {self.limits.max_reply_bytes} bytes")
+            cap = self.limits.max_reply_bytes
+            raise ReplyLimitExceeded(
+                f"reply larger than {cap} bytes", limit="max_reply_bytes", value=cap
+            )
         return separator != b"-"
 
     def _finish(self) -> Reply:
@@ -359,7 +369,14 @@ class ReplyParser:
         self._code = 0
         self._raw = []
         self._reply_bytes = 0
-        return Reply._from_wire(code, raw)
+        return Reply.from_wire(code, raw)
+
+
+def _line_too_long(limits: ReplyLimits) -> ReplyLimitExceeded:
+    cap = limits.max_line_length
+    return ReplyLimitExceeded(
+        f"reply line longer than {cap} bytes", limit="max_line_length", value=cap
+    )
 
 
 def _preview(line: bytes, limit: int = 60) -> str:

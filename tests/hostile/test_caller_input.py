@@ -25,6 +25,7 @@ from smtpclient import Mailer, Session, TLSMode
 from smtpclient.errors import (
     ExtensionNotSupported,
     InvalidAddressError,
+    InvalidArgumentError,
     MessageContentError,
     PoolClosedError,
     SessionClosedError,
@@ -56,7 +57,7 @@ SESSION_CASES: dict[str, tuple[SessionCall, type[Exception]]] = {
     "NUL in the sender": (lambda s: s.sendmail("a\x00@x.example", ["b@x"], b"x"), ValueError),
     "CRLF in MAIL options": (
         lambda s: s.sendmail("a@x.example", ["b@x.example"], b"x", mail_options=["X=1\r\nRSET"]),
-        InvalidAddressError,
+        InvalidArgumentError,
     ),
     "options as one string": (
         lambda s: s.sendmail("a@x.example", ["b@x.example"], b"x", mail_options="BODY=8BITMIME"),
@@ -85,7 +86,7 @@ SESSION_CASES: dict[str, tuple[SessionCall, type[Exception]]] = {
     "message without From": (lambda s: s.send_message(EmailMessage()), ValueError),
     "send_many given None": (lambda s: s.send_many(None), TypeError),  # type: ignore[arg-type]
     "CRLF in VRFY": (lambda s: s.vrfy("a\r\nRSET"), InvalidAddressError),
-    "CRLF in a raw command": (lambda s: s.execute("NOOP\r\nRSET"), InvalidAddressError),
+    "CRLF in a raw command": (lambda s: s.execute("NOOP\r\nRSET"), InvalidArgumentError),
     "login without a user name": (lambda s: s.login(None, "x"), TypeError),  # type: ignore[arg-type]
 }
 
@@ -98,6 +99,8 @@ def test_a_refused_call_sends_nothing_and_leaves_the_session_usable(case: str) -
             with pytest.raises(expected) as info:
                 call(session)
             assert isinstance(info.value, (ValueError, TypeError, ExtensionNotSupported))
+            if expected is InvalidArgumentError:  # not an address: not reported as one
+                assert not isinstance(info.value, InvalidAddressError)
             assert session.usable
             result = session.sendmail("a@x.example", ["b@x.example"], b"fine\r\n")
         verbs = [line.split(b" ")[0] for line in command_lines(bytes(server.conns[0].received))]
@@ -136,7 +139,7 @@ CONNECT_CASES: dict[str, tuple[Callable[[int], object], type[Exception]]] = {
     "negative timeouts": (lambda port: Session.connect("127.0.0.1", port, timeouts=-1), ValueError),
     "CRLF in the EHLO name": (
         lambda port: Session.connect("127.0.0.1", port, local_hostname="a\r\nMAIL FROM:<x@y>"),
-        InvalidAddressError,
+        InvalidArgumentError,
     ),
     "Mailer with max_connections 0": (
         lambda port: Mailer("127.0.0.1", port, max_connections=0),
@@ -160,6 +163,8 @@ def test_bad_connection_settings_are_refused_before_connecting(case: str) -> Non
         with pytest.raises(expected) as info:
             call(server.port)
         assert not isinstance(info.value, OSError)
+        if expected is InvalidArgumentError:  # a host name is not an address
+            assert not isinstance(info.value, InvalidAddressError)
         assert server.connections == 0
 
 

@@ -4,9 +4,11 @@ path: the same message, the same scripted server, compared byte for byte.
 Each scenario is sent twice on fresh connections to one scripted server:
 once as ``sendmail`` chooses (the fast path when the message has no
 options), once with the fast path switched off.  Everything the server
-received (and in which writes), the ``SendResult`` or the exception with
-every field, and the session's state afterwards must be identical, with
-and without PIPELINING, with DATA and BDAT.  The scenarios cover the
+received, how the client grouped it into writes (recorded at the client's
+``Transport.sendall``, not from the server's reads: how the kernel splits a
+large write into reads depends on timing), the ``SendResult`` or the
+exception with every field, and the session's state afterwards must be
+identical, with and without PIPELINING, with DATA and BDAT.  The scenarios cover the
 usual replies and each point where the fast path hands over to the
 general one: refused recipients, a 452 split, refused MAIL and DATA, a
 refused or lost final reply, a 421, replies out of step, multi-line and
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,10 +30,12 @@ import pytest
 from servers.scripted import Conn, ScriptedServer
 
 from hostile.faultkit import FAST, QUICK
-from smtpclient import Session, Timeouts, fastpath
+from smtpclient import Session, Timeouts
 from smtpclient.errors import SMTPClientError
 from smtpclient.protocol.reply import Reply
 from smtpclient.results import SendResult
+from smtpclient.session import fastpath
+from smtpclient.transport import Transport
 
 BODY = b"Subject: fast\r\n\r\n" + b"line of text\r\n" * 140  # about 2 KiB
 ODD_BODY = b".leading dot\nbare LF\r\n..two dots\rbare CR\n.\nno final line end"
@@ -38,6 +43,7 @@ QUEUED = "250 2.0.0 Ok: queued as Q1"
 SENDER = "sender@example.test"
 THREE = ["a@example.test", "b@example.test", "c@example.test"]
 REAL_FAST_PATH = fastpath.sendmail
+REAL_SENDALL = Transport.sendall
 
 
 @dataclass
@@ -134,7 +140,7 @@ class Evidence:
     taken: bool  # the fast path sent it (or started to)
     outcome: Any
     received: bytes
-    writes: list[bytes]
+    writes: list[bytes]  # each Transport.sendall() call, in order
     state: str
     messages_sent: int
 
@@ -164,7 +170,15 @@ def _send(
         taken.append(result is not None)
         return result
 
+    writes: list[bytes] = []
+    real_sendall = REAL_SENDALL
+
+    def recording_sendall(transport: Transport, data: bytes | memoryview, deadline: Any) -> None:
+        writes.append(bytes(data))
+        real_sendall(transport, data, deadline)
+
     monkeypatch.setattr(fastpath, "sendmail", spy)
+    monkeypatch.setattr(Transport, "sendall", recording_sendall)
     before = server.connections
     session = Session.connect(
         "127.0.0.1",
@@ -191,7 +205,7 @@ def _send(
         taken=any(taken),
         outcome=_norm(outcome),
         received=bytes(conn.received),
-        writes=list(conn.writes),
+        writes=writes,
         state=state,
         messages_sent=sent,
     )
@@ -334,21 +348,76 @@ def test_a_stalled_server_times_out_alike(monkeypatch: pytest.MonkeyPatch) -> No
         assert fast_run.received == general_run.received
 
 
-def test_with_the_transcript_on_the_general_path_sends(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def _transcribed(
+    server: ScriptedServer,
+    args: tuple[Any, ...],
+    caplog: pytest.LogCaptureFixture,
+    **options: Any,
+) -> tuple[Evidence, list[str]]:
+    """One run with the transcript on: the evidence and the transcript lines."""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="smtpclient.transcript"):
+        run = _send(server, args, timeouts=FAST, **options)
+    lines = [r.getMessage() for r in caplog.records if r.name == "smtpclient.transcript"]
+    return run, lines
+
+
+@pytest.mark.parametrize("chunking", [False, True], ids=["data", "bdat"])
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+@pytest.mark.parametrize(
+    "rcpt", [{}, {THREE[1]: ["550 5.1.1 no such user"]}], ids=["accepted", "one-refused"]
+)
+def test_the_transcript_changes_neither_the_path_nor_the_lines(
+    rcpt: dict[str, list[str]],
+    pipelining: bool,
+    chunking: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The transcript lines come from the general path, which has them all.
-    with ScriptedServer(_handler(Script(extensions=("PIPELINING",)))) as server:
-        with caplog.at_level(logging.DEBUG, logger="smtpclient.transcript"):
-            run = _send(
-                server,
-                (SENDER, THREE, BODY),
-                general=False,
-                pipelining=True,
-                chunking=False,
-                timeouts=FAST,
-                monkeypatch=monkeypatch,
-            )
-    assert not run.taken
-    assert any("C: MAIL FROM:<sender@example.test>" in r.getMessage() for r in caplog.records)
-    assert any("S: 250 2.0.0 Ok: queued as Q1" in r.getMessage() for r in caplog.records)
+    # Debugging shows the program that runs in production: the fast path
+    # still sends, and both paths log the same lines for the same wire.
+    extensions = ("8BITMIME",) + ("PIPELINING",) * pipelining + ("CHUNKING",) * chunking
+    script = Script(extensions=extensions, rcpt=rcpt)
+    options = {"pipelining": pipelining, "chunking": chunking, "monkeypatch": monkeypatch}
+    with ScriptedServer(_handler(script)) as server:
+        fast_run, fast_lines = _transcribed(
+            server, (SENDER, THREE, BODY), caplog, general=False, **options
+        )
+        general_run, general_lines = _transcribed(
+            server, (SENDER, THREE, BODY), caplog, general=True, **options
+        )
+    assert fast_run.taken
+    assert fast_run.received == general_run.received
+    assert fast_run.outcome == general_run.outcome
+    assert fast_lines == general_lines
+    assert any("C: MAIL FROM:<sender@example.test>" in line for line in fast_lines)
+    assert any("S: 250 2.0.0 Ok: queued as Q1" in line for line in fast_lines)
+    if chunking:  # the command as sent, then the chunk counted
+        ends = [f"C: BDAT {len(BODY)} LAST", f"C: <{len(BODY)} octets of message content, end>"]
+    else:  # BODY needs no dot-stuffing: its octets and ".\r\n"
+        ends = [f"C: <{len(BODY) + 3} octets of message content, end>"]
+    for end in ends:
+        assert any(line.endswith(end) for line in fast_lines), end
+
+
+@pytest.mark.parametrize("body", [BODY, b"x" * 900 + b"\n" * 70_000], ids=["small", "streamed"])
+def test_the_transcript_shows_every_bdat_command_as_sent(
+    body: bytes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    script = Script(extensions=("PIPELINING", "CHUNKING"))
+    with ScriptedServer(_handler(script)) as server:
+        run, lines = _transcribed(
+            server,
+            (SENDER, THREE, body),
+            caplog,
+            general=False,
+            pipelining=True,
+            chunking=True,
+            monkeypatch=monkeypatch,
+        )
+    # The BDAT commands on the wire, in order (the content is only x and LF).
+    sent = [m.decode() for m in re.findall(rb"BDAT \d+(?: LAST)?(?=\r\n)", run.received)]
+    shown = [line.split(" C: ", 1)[1] for line in lines if " C: BDAT " in line]
+    assert sent
+    assert sent[-1].endswith(" LAST")
+    assert shown == sent

@@ -134,7 +134,11 @@ def test_happy_eyeballs_does_not_wait_out_the_connect_timeout(resolver: Resolver
         assert hole.hangs()
         started = time.monotonic()
         report = deliver(
-            message(f"bob@eyeballs.{Z}"), resolver=resolver, port=port, timeouts=TIMEOUTS
+            message(f"bob@eyeballs.{Z}"),
+            resolver=resolver,
+            port=port,
+            timeouts=TIMEOUTS,
+            target_policy="any",
         )
         elapsed = time.monotonic() - started
         assert [m.rcpt_tos for m in live.messages] == [[f"bob@eyeballs.{Z}"]]
@@ -156,7 +160,11 @@ def test_next_host_after_refusal_and_4xx_and_5xx_greetings(resolver: Resolver) -
         smtpd("127.0.0.114"),
     ) as (port, (_, busy, closed, live)):
         report = deliver(
-            message(f"ann@failover.{Z}"), resolver=resolver, port=port, timeouts=TIMEOUTS
+            message(f"ann@failover.{Z}"),
+            resolver=resolver,
+            port=port,
+            timeouts=TIMEOUTS,
+            target_policy="any",
         )
         assert busy.connections == 1 and closed.connections == 1
         assert len(live.messages) == 1
@@ -176,7 +184,11 @@ def test_multihomed_host_addresses_in_interleaved_order(resolver: Resolver) -> N
         smtpd("127.0.0.4"),
     ) as (port, servers):
         report = deliver(
-            message(f"cy@multihomed-mx.{Z}"), resolver=resolver, port=port, timeouts=TIMEOUTS
+            message(f"cy@multihomed-mx.{Z}"),
+            resolver=resolver,
+            port=port,
+            timeouts=TIMEOUTS,
+            target_policy="any",
         )
         assert len(servers[3].messages) == 1
     trace = report.domains[f"multihomed-mx.{Z}"]
@@ -194,7 +206,11 @@ def test_at_most_two_sessions_per_delivery(resolver: Resolver) -> None:
     ) as (port, (first, second, third)):
         before = datetime.now(UTC)
         report = deliver(
-            message(f"dee@capped.{Z}"), resolver=resolver, port=port, timeouts=TIMEOUTS
+            message(f"dee@capped.{Z}"),
+            resolver=resolver,
+            port=port,
+            timeouts=TIMEOUTS,
+            target_policy="any",
         )
         assert (first.connections, second.connections, third.connections) == (1, 1, 0)
     assert report.domains[f"capped.{Z}"].tried == ("127.0.0.121", "127.0.0.122")
@@ -211,7 +227,11 @@ def test_transient_mail_from_refusal_moves_to_the_next_host(resolver: Resolver) 
         scripted("127.0.0.141", mta(mail="451 4.3.0 queue full")), smtpd("127.0.0.142")
     ) as (port, (first, live)):
         report = deliver(
-            message(f"eve@mailfrom.{Z}"), resolver=resolver, port=port, timeouts=TIMEOUTS
+            message(f"eve@mailfrom.{Z}"),
+            resolver=resolver,
+            port=port,
+            timeouts=TIMEOUTS,
+            target_policy="any",
         )
         assert first.connections == 1 and len(live.messages) == 1
     assert report[f"eve@mailfrom.{Z}"].host == f"m2.mailfrom.{Z}"
@@ -237,6 +257,7 @@ def test_domains_in_parallel_grouped_without_changing_local_part_case(
             resolver=resolver,
             port=port,
             timeouts=TIMEOUTS,
+            target_policy="any",
         )
         assert [m.rcpt_tos for m in second.messages] == [[f"Bob@SECOND.{Z}", f"bob@second.{Z}"]]
         assert [m.rcpt_tos for m in third.messages] == [[f"carol@third.{Z}"]]
@@ -250,7 +271,10 @@ def test_domains_in_parallel_grouped_without_changing_local_part_case(
 
 def test_dns_failures_become_outcomes(resolver: Resolver) -> None:
     report = deliver(
-        message(f"a@does-not-exist.{Z}", f"b@noaddr.{Z}"), resolver=resolver, timeouts=TIMEOUTS
+        message(f"a@does-not-exist.{Z}", f"b@noaddr.{Z}"),
+        resolver=resolver,
+        timeouts=TIMEOUTS,
+        target_policy="any",
     )
     assert [(o.status, o.enhanced) for o in report] == [
         (Status.FAILED, "5.1.2"),
@@ -261,7 +285,7 @@ def test_dns_failures_become_outcomes(resolver: Resolver) -> None:
 def test_unresponsive_nameserver_defers(silent_dns: tuple[str, int]) -> None:
     host, port = silent_dns
     resolver = Resolver(nameservers=[host], port=port, lifetime=1.0)
-    report = deliver(message(f"a@{Z}"), resolver=resolver, timeouts=TIMEOUTS)
+    report = deliver(message(f"a@{Z}"), resolver=resolver, timeouts=TIMEOUTS, target_policy="any")
     outcome = report[f"a@{Z}"]
     assert outcome.status is Status.DEFERRED and outcome.enhanced == "4.4.3"
     assert outcome.retry_after is not None and report.domains[Z].dns_error

@@ -46,7 +46,13 @@ def by_local_part(address: str) -> str:
 def test_each_recipient_gets_its_own_outcome(resolver: Resolver) -> None:
     recipients = [f"ok@rcpts.{Z}", f"gone@rcpts.{Z}", f"later@rcpts.{Z}"]
     with on_one_port(scripted("127.0.0.151", mta(rcpt=by_local_part))) as (port, (server,)):
-        report = deliver(message(*recipients), resolver=resolver, port=port, timeouts=TIMEOUTS)
+        report = deliver(
+            message(*recipients),
+            resolver=resolver,
+            port=port,
+            timeouts=TIMEOUTS,
+            target_policy="any",
+        )
     ok, gone, later = (report[r] for r in recipients)
     assert (ok.status, ok.queue_id, ok.address, ok.code) == (
         Status.DELIVERED,
@@ -68,15 +74,23 @@ def test_lost_after_the_final_dot_is_unknown_and_never_sent_again(resolver: Reso
         port,
         (first, second),
     ):
-        report = deliver(message(f"fay@lost.{Z}"), resolver=resolver, port=port, timeouts=TIMEOUTS)
+        report = deliver(
+            message(f"fay@lost.{Z}"),
+            resolver=resolver,
+            port=port,
+            timeouts=TIMEOUTS,
+            target_policy="any",
+        )
         outcome = report[f"fay@lost.{Z}"]
         assert outcome.status is Status.UNKNOWN
         assert outcome.error is not None and outcome.error.outcome_unknown
         assert second.recorder.connections == 0  # not re-sent to the next MX
         options = {"resolver": resolver, "port": port, "timeouts": TIMEOUTS}
-        assert redeliver(report, message(f"fay@lost.{Z}"), **options) is report
+        assert redeliver(report, message(f"fay@lost.{Z}"), **options, target_policy="any") is report
         assert first.connections == 1
-        again = redeliver(report, message(f"fay@lost.{Z}"), include_unknown=True, **options)
+        again = redeliver(
+            report, message(f"fay@lost.{Z}"), include_unknown=True, **options, target_policy="any"
+        )
         assert first.connections == 2 and second.recorder.connections == 0
     assert again.attempt == 2 and again[f"fay@lost.{Z}"].status is Status.UNKNOWN
 
@@ -96,7 +110,13 @@ def test_timeout_after_the_final_dot_is_unknown(resolver: Resolver) -> None:
         port,
         (_, second),
     ):
-        report = deliver(message(f"gil@lost.{Z}"), resolver=resolver, port=port, timeouts=timeouts)
+        report = deliver(
+            message(f"gil@lost.{Z}"),
+            resolver=resolver,
+            port=port,
+            timeouts=timeouts,
+            target_policy="any",
+        )
         assert second.recorder.connections == 0
     outcome = report[f"gil@lost.{Z}"]
     assert outcome.status is Status.UNKNOWN
@@ -121,10 +141,10 @@ def test_retry_helper_resends_only_to_deferred_recipients(resolver: Resolver) ->
         smtpd("127.0.0.162"),
     ) as (port, (retry_host, lost_host, _)):
         options = {"resolver": resolver, "port": port, "timeouts": TIMEOUTS}
-        report = deliver(message(*recipients), **options)
+        report = deliver(message(*recipients), **options, target_policy="any")
         assert [o.status for o in report] == [Status.DELIVERED, Status.DEFERRED, Status.UNKNOWN]
         assert report.retry_recipients() == (f"bea@retry.{Z}",)
-        again = redeliver(report, message(*recipients), **options)
+        again = redeliver(report, message(*recipients), **options, target_policy="any")
         assert lost_host.connections == 1  # the unknown one was not retried
         assert retry_host.connections == 2
         assert rcpt_lines(retry_host)[-1] == f"RCPT TO:<bea@retry.{Z}>".encode()
@@ -144,6 +164,7 @@ def test_a_file_goes_whole_to_every_domain(resolver: Resolver) -> None:
             resolver=resolver,
             port=port,
             timeouts=TIMEOUTS,
+            target_policy="any",
         )
         assert [len(m.content) for m in second.messages + third.messages] == [
             len(content.getvalue())
@@ -175,6 +196,7 @@ def test_opportunistic_tls_encrypts_and_records_verification(
             port=port,
             timeouts=TIMEOUTS,
             ssl_context=context,
+            target_policy="any",
         )
         assert len(server.messages) == 1
     outcome = report[f"tls@{Z}"]
@@ -193,7 +215,13 @@ def test_opportunistic_tls_falls_back_to_plaintext_on_a_new_connection(
         port,
         (_, server),
     ):
-        report = deliver(message(f"tls@{Z}"), resolver=resolver, port=port, timeouts=TIMEOUTS)
+        report = deliver(
+            message(f"tls@{Z}"),
+            resolver=resolver,
+            port=port,
+            timeouts=TIMEOUTS,
+            target_policy="any",
+        )
         assert server.connections == 2
         assert b"STARTTLS" not in bytes(server.conns[1].received)  # plaintext, as Postfix "may"
     outcome = report[f"tls@{Z}"]
@@ -213,6 +241,7 @@ def test_required_tls_without_starttls_defers(resolver: Resolver) -> None:
             port=port,
             timeouts=TIMEOUTS,
             tls=TLSMode.STARTTLS,
+            target_policy="any",
         )
         assert server.messages == []
     outcome = report[f"tls@{Z}"]

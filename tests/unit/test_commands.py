@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtpclient.errors import InvalidAddressError
+from smtpclient.errors import InvalidAddressError, InvalidArgumentError
 from smtpclient.protocol import commands
 
 
@@ -121,8 +121,10 @@ def test_mail_and_rcpt_with_parameters() -> None:
     ],
 )
 def test_bad_parameters_are_refused(params: dict[str, str]) -> None:
-    with pytest.raises(InvalidAddressError):
+    with pytest.raises(InvalidArgumentError) as info:
         commands.mail("a@x.example", params)
+    # A parameter is not an address: no caller should read it as a bad recipient.
+    assert not isinstance(info.value, InvalidAddressError)
 
 
 @pytest.mark.parametrize(
@@ -168,6 +170,40 @@ def test_simple_commands(call: object, wire: bytes) -> None:
     ],
 )
 def test_control_characters_anywhere_are_refused(call: object) -> None:
+    with pytest.raises(InvalidArgumentError):
+        call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: commands.ehlo("x\r\nMAIL FROM:<a@b>"),
+        lambda: commands.ehlo("bad..name"),
+        lambda: commands.helo("[192.0.2.1"),
+        lambda: commands.auth("PLAIN\r\n"),
+        lambda: commands.auth("no such mechanism"),
+        lambda: commands.auth("PLAIN", "é"),
+        lambda: commands.check_text("NOOP\r\nRSET", "command"),
+        lambda: commands.mail("a@x.example", {"SIZE": "1\r\n"}),
+    ],
+)
+def test_mistakes_that_are_not_addresses_are_not_address_errors(call: object) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        call()  # type: ignore[operator]
+    assert not isinstance(info.value, InvalidAddressError)
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, OSError)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: commands.mail("a\r\n@x.example"),
+        lambda: commands.rcpt("b@exa mple.com"),
+        lambda: commands.vrfy("a\nb"),
+        lambda: commands.normalise_domain("bad..name"),
+    ],
+)
+def test_address_mistakes_are_address_errors(call: object) -> None:
     with pytest.raises(InvalidAddressError):
         call()  # type: ignore[operator]
 
@@ -204,7 +240,7 @@ def test_any_text_either_encodes_to_one_clean_line_or_is_refused(text: str) -> N
     ):
         try:
             wire = build()
-        except (InvalidAddressError, TypeError):
+        except (InvalidArgumentError, TypeError):
             continue
         assert wire.endswith(b"\r\n")
         body = wire[:-2]

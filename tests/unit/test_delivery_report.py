@@ -135,6 +135,12 @@ def test_requiretls_is_refused_for_mx_delivery(options: dict[str, object]) -> No
         (b"raw", {"sender": "s@z.test", "recipients": []}, ValueError),
         (b"raw", {"sender": "s@z.test", "recipients": ["a@x.test"], "max_sessions": 0}, ValueError),
         (b"raw", {"sender": "s@z.test", "recipients": ["a@x.test"], "port": 0}, ValueError),
+        (
+            b"raw",
+            {"sender": "s@z.test", "recipients": ["a@x.test"], "target_policy": "all"},
+            ValueError,
+        ),
+        (b"raw", {"sender": "s@z.test", "recipients": ["a@x.test"], "mta_sts_port": 0}, ValueError),
     ],
 )
 def test_bad_arguments_raise_before_anything_is_sent(

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from servers.scripted import Conn, ScriptedServer
 
 from smtpclient import Session, TLSMode
-from smtpclient.errors import InvalidAddressError
+from smtpclient.errors import InvalidArgumentError
 from smtpclient.protocol import commands
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.protocol.reply import Reply
@@ -104,7 +104,7 @@ def test_every_command_encoder_gives_one_clean_line_or_refuses(data: bytes) -> N
 def test_a_non_ascii_sasl_initial_response_is_refused_not_a_unicode_error() -> None:
     # commands.auth() encoded the line as ASCII after checking only for
     # control characters: "AUTH PLAIN é" raised UnicodeEncodeError.
-    with pytest.raises(InvalidAddressError):
+    with pytest.raises(InvalidArgumentError):
         commands.auth("PLAIN", "é")
     assert commands.auth("PLAIN", "dGVzdA==") == b"AUTH PLAIN dGVzdA==\r\n"
 
@@ -113,7 +113,7 @@ def test_a_non_ascii_sasl_initial_response_is_refused_not_a_unicode_error() -> N
 def test_an_ehlo_address_literal_needs_both_brackets(name: str) -> None:
     # "[192.0.2.1>" passed (only the "[" was checked, then the inside of
     # [1:-1]) and went out as "EHLO [192.0.2.1>".
-    with pytest.raises(InvalidAddressError):
+    with pytest.raises(InvalidArgumentError):
         commands.ehlo(name)
     assert commands.ehlo("[192.0.2.1]") == b"EHLO [192.0.2.1]\r\n"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtpclient.errors import ProtocolError
+from smtpclient.errors import ProtocolError, ReplyLimitExceeded
 from smtpclient.protocol.reply import Reply, ReplyLimits, ReplyParser
 
 
@@ -102,14 +102,15 @@ def test_several_replies_in_one_read_come_out_in_order() -> None:
 def test_line_length_cap() -> None:
     limits = ReplyLimits(max_line_length=600)
     assert parse_all(b"250 " + b"x" * 590 + b"\r\n", limits=limits)[0].code == 250
-    with pytest.raises(ProtocolError, match="longer than 600"):
+    with pytest.raises(ReplyLimitExceeded) as info:
         parse_all(b"250 " + b"x" * 700 + b"\r\n", limits=limits)
+    assert (info.value.limit, info.value.value) == ("max_line_length", 600)
 
 
 def test_endless_line_without_newline_is_refused_with_bounded_memory() -> None:
     parser = ReplyParser(ReplyLimits(max_line_length=1024))
     parser.feed(b"250 ")
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ReplyLimitExceeded):
         for _ in range(100):
             parser.feed(b"x" * 100)
             assert parser.next_reply() is None
@@ -118,14 +119,26 @@ def test_endless_line_without_newline_is_refused_with_bounded_memory() -> None:
 
 def test_line_count_cap() -> None:
     limits = ReplyLimits(max_lines=10)
-    with pytest.raises(ProtocolError, match="more than 10 lines"):
+    with pytest.raises(ReplyLimitExceeded) as info:
         parse_all(b"250-x\r\n" * 20 + b"250 end\r\n", limits=limits)
+    assert (info.value.limit, info.value.value) == ("max_lines", 10)
 
 
 def test_reply_size_cap() -> None:
     limits = ReplyLimits(max_reply_bytes=2048)
-    with pytest.raises(ProtocolError, match="larger than 2048"):
+    with pytest.raises(ReplyLimitExceeded) as info:
         parse_all((b"250-" + b"y" * 100 + b"\r\n") * 30 + b"250 end\r\n", limits=limits)
+    assert (info.value.limit, info.value.value) == ("max_reply_bytes", 2048)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [b"SSH-2.0-OpenSSH\r\n", b"250-a\r\n251 b\r\n", b"250x\r\n", b"199 too low\r\n"],
+)
+def test_malformed_replies_are_protocol_errors_but_not_over_a_limit(wire: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_all(wire)
+    assert not isinstance(info.value, ReplyLimitExceeded)
 
 
 def test_limits_below_rfc_minimum_are_refused() -> None:

@@ -25,13 +25,16 @@ import pytest
 from smtpclient.dnscache import DNSCache
 from smtpclient.errors import InvalidAddressError, PermanentError, TransientError
 from smtpclient.resolver import (
+    MAX_QUERIES,
     DNSTimeoutError,
     DomainNotFound,
+    HostsFilteredError,
     MailHost,
     MailLoopError,
     NoMailHostError,
     NullMXError,
     Resolver,
+    TargetPolicyError,
     TransientDNSError,
 )
 from smtpclient.targets import (
@@ -250,6 +253,9 @@ ZONE: Zone = {
 
 
 def resolver_for(fake: FakeDNS, **options: Any) -> Resolver:
+    # The fake zone uses documentation addresses (192.0.2.x, 2001:db8::):
+    # the target policy is tested in test_netpolicy.py and test_target_policy.py.
+    options.setdefault("target_policy", "any")
     return Resolver(dns_resolver=fake, rng=random.Random(1), **options)  # type: ignore[arg-type]
 
 
@@ -442,3 +448,50 @@ def test_resolver_argument_checks() -> None:
         Resolver(lifetime=0)
     with pytest.raises(ValueError):
         Resolver(max_addresses=-1)
+
+
+# --- how many lookups (DNS amplification) and which hosts (MTA-STS filter) -----------------
+
+MANY: Zone = {("many.test", "MX"): [f"{10 + n} mx{n}.many.test." for n in range(40)]}
+MANY.update({(f"mx{n}.many.test", "A"): [f"192.0.2.{n + 1}"] for n in range(40)})
+
+
+def address_queries(fake: FakeDNS) -> list[str]:
+    return [name for name, kind, _ in fake.queries if kind in ("A", "AAAA")]
+
+
+@pytest.mark.parametrize(("cap", "hosts_looked_up"), [(1, 1), (2, 2), (5, 5)])
+def test_mx_hosts_are_looked_up_only_until_the_address_cap_is_full(
+    cap: int, hosts_looked_up: int
+) -> None:
+    fake = FakeDNS(MANY)
+    hosts = resolver_for(fake, max_addresses=cap).mail_hosts("many.test")
+    assert [h.name for h in hosts] == [f"mx{n}.many.test" for n in range(hosts_looked_up)]
+    assert len(set(address_queries(fake))) == hosts_looked_up
+
+
+def test_without_an_address_cap_the_query_cap_still_holds() -> None:
+    fake = FakeDNS(MANY)
+    hosts = resolver_for(fake, max_addresses=0).mail_hosts("many.test")
+    assert len(fake.queries) <= MAX_QUERIES
+    assert len(hosts) == (MAX_QUERIES - 1) // 2  # one MX query, then AAAA + A a host
+
+
+def test_refused_addresses_do_not_fill_the_address_cap() -> None:
+    fake = FakeDNS(MANY)
+    public = resolver_for(fake, target_policy="public")  # 192.0.2.x is documentation space
+    with pytest.raises(TargetPolicyError, match="target policy 'public'"):
+        public.mail_hosts("many.test")
+    assert len(fake.queries) <= MAX_QUERIES
+
+
+def test_hosts_the_filter_refuses_are_never_looked_up() -> None:
+    fake = FakeDNS(ZONE)
+    hosts = resolver_for(fake).mail_hosts(
+        "example.test", accept_host=lambda name: name == "mx2.example.test"
+    )
+    assert [h.name for h in hosts] == ["mx2.example.test"]
+    assert "mx1.example.test" not in address_queries(fake)
+    with pytest.raises(HostsFilteredError) as caught:
+        resolver_for(FakeDNS(ZONE)).mail_hosts("example.test", accept_host=lambda name: False)
+    assert isinstance(caught.value, TransientError)

@@ -18,8 +18,8 @@ from smtpclient.protocol.status import is_transient_refusal
 from smtpclient.results import SendResult
 
 if TYPE_CHECKING:
-    from smtpclient.session import Session
-    from smtpclient.transaction import Transaction
+    from smtpclient.session.config import SendConfig
+    from smtpclient.session.transaction import Transaction
 
 __all__ = ["MessageOutcome"]
 
@@ -27,8 +27,8 @@ __all__ = ["MessageOutcome"]
 class MessageOutcome:
     """Collects the transactions of one message into its SendResult."""
 
-    def __init__(self, session: Session, plan: Plan) -> None:
-        self.session = session
+    def __init__(self, config: SendConfig, plan: Plan) -> None:
+        self.config = config
         self.plan = plan
         self.accepted: dict[str, Reply] = {}
         self.refused: dict[str, Reply] = {}
@@ -49,7 +49,7 @@ class MessageOutcome:
                     self.refused[address] = tx.failure.reply
 
     def result(self) -> SendResult:
-        session = self.session
+        config = self.config
         return SendResult(
             sender=self.plan.envelope.sender,
             recipients=tuple(self.plan.addresses),
@@ -57,9 +57,9 @@ class MessageOutcome:
             refused=dict(self.refused),
             data_replies=tuple(self.data_replies),
             recipient_data_replies=dict(self.final),
-            host=session.host,
-            address=session._transport.peer,
-            tls=session.tls,
+            host=config.host,
+            address=config.address,
+            tls=config.tls,
         )
 
     def finish(self) -> SendResult:
@@ -80,7 +80,7 @@ class MessageOutcome:
             "every recipient was refused",
             reply=first,
             stage=Stage.RCPT,
-            host=self.session.host,
+            host=self.config.host,
             recipients=self.refused,
             result=result,
         )

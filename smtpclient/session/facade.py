@@ -1,154 +1,118 @@
-"""One SMTP conversation: greeting, EHLO, STARTTLS, AUTH, then mail transactions.
-
-``Session.connect(...)`` returns a session that has read the greeting, said
-EHLO and, as the TLS mode asks, upgraded to TLS.  It is used by one thread at
-a time (a second thread gets ``SessionBusyError``, never interleaved bytes)
-and is a context manager that says QUIT on the way out.
-
-Every wait has a deadline from ``Timeouts``; any lost connection, timeout or
-protocol error closes the session at once (it is never reused, so a late
-reply can never be paired with a later command), and a 421 reply at any
-stage closes it without RSET.
+"""``Session``: one SMTP conversation -- greeting, EHLO, STARTTLS, AUTH, then
+mail transactions -- used by one thread at a time; a context manager that
+says QUIT on the way out.  Its commands and replies go through its
+``Channel`` (deadlines, the unsolicited-data check, 421 handling).
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-import os
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 
-from smtpclient import auth as sasl
-from smtpclient import fastpath, opening
-from smtpclient.batch import send_batch
 from smtpclient.body import Body, BodySource
+from smtpclient.credentials import CredentialsProvider
 from smtpclient.envelope import DSN, Envelope, Recipient
 from smtpclient.errors import (
-    ExtensionNotSupported,
-    InsecureAuthError,
     SessionBusyError,
-    SessionClosedError,
-    SMTPClientError,
     TLSRequiredError,
 )
-from smtpclient.hostname import default_local_hostname
 from smtpclient.message import prepare_message
+from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
 from smtpclient.protocol import commands
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.protocol.reply import Reply, ReplyLimits
-from smtpclient.protocol.state import SessionState, Stage, check_allowed
-from smtpclient.timeouts import Deadline, Timeouts
+from smtpclient.protocol.state import Event, SessionState, Stage, check_allowed
+from smtpclient.session import auth as sasl
+from smtpclient.session import fastpath, opening
+from smtpclient.session.batch import send_batch
+from smtpclient.session.channel import Channel
+from smtpclient.session.config import SendConfig
+from smtpclient.session.guard import Guard, exclusive
+from smtpclient.session.transaction import send_one
+from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSInfo, TLSMode, verifying_context
-from smtpclient.transaction import send_one
 from smtpclient.transport import Transport
-from smtpclient.wire import Wire
 
 if TYPE_CHECKING:
     from smtpclient.results import SendResult
 
 __all__ = ["Session"]
 
-log = logging.getLogger(__name__)
-transcript = logging.getLogger("smtpclient.transcript")
-
-P = ParamSpec("P")
 R = TypeVar("R")
 
-# This process's id, kept current across fork(): os.getpid() is a system
-# call, and every send asks (twice through a pool).
-_pid = os.getpid()
 
-
-def _forked() -> None:
-    global _pid  # noqa: PLW0603 (one value per process)
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
-def exclusive(
-    method: Callable[Concatenate[Session, P], R],
-) -> Callable[Concatenate[Session, P], R]:
-    """Run *method* holding the session's lock; a second thread gets an error."""
-
-    @functools.wraps(method)
-    def wrapper(self: Session, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._pid != _pid:
-            # Inherited across fork(): the parent owns this connection.
-            self._drop()
-            raise SessionClosedError("this session was opened by another process (fork)")
-        if not self._lock.acquire(blocking=False):
-            raise SessionBusyError(
-                "this session is in use by another thread; use a Mailer or one session per thread"
-            )
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            self._lock.release()
-
-    return cast("Callable[Concatenate[Session, P], R]", wrapper)
-
-
-class Session(Wire):
+class Session:
     """A connected SMTP (or LMTP) session.  Create it with ``Session.connect``.
+
+    A Session is the public face of one conversation; it owns the
+    ``Channel`` (``channel``) every command and reply of the conversation
+    goes through, and the ``SendConfig`` (``config``) its sends run with.
 
     Attributes:
         host, port: the server.
         greeting: the server's 220 greeting ``Reply``.
         extensions: what the latest EHLO advertised (``Extensions``).
-        tls: ``TLSInfo`` once TLS is active, else None.
         timeouts: the ``Timeouts`` in force.
         lmtp: True for an LMTP session (LHLO, a reply per recipient).
+        options: the ``ConnectOptions`` it was opened with.
+        tls_outcome: what opening decided about TLS (``TLSOutcome``); ``tls``
+            is its ``TLSInfo`` once TLS is active, else None.
     """
 
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        host: str,
-        port: int,
-        timeouts: Timeouts,
-        local_hostname: str | None = None,
-        server_hostname: str | None = None,
-        lmtp: bool = False,
-        use_pipelining: bool = True,
-        use_chunking: bool = True,
-        allow_insecure_auth: bool = False,
-        reply_limits: ReplyLimits | None = None,
-        max_recipients: int = 100,
-    ) -> None:
-        super().__init__(transport, host=host, timeouts=timeouts, reply_limits=reply_limits)
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self.port = port
-        self.local_hostname = local_hostname or default_local_hostname(transport.local_address)
-        self.server_hostname = server_hostname
-        self.lmtp = lmtp
-        self.use_pipelining = use_pipelining
-        self.use_chunking = use_chunking
-        self.max_recipients = max_recipients
-        self.allow_insecure_auth = allow_insecure_auth
-        self.greeting: Reply | None = None
-        self.ehlo_reply: Reply | None = None
-        self.extensions = Extensions()
-        self.tls: TLSInfo | None = transport.tls
-        self._verify_error: str | None = None  # why OPPORTUNISTIC gave up verifying
-        self._plaintext_reason: str | None = None  # why OPPORTUNISTIC stayed plaintext
-        self._tls_handshake_started = False
+    def __init__(self, channel: Channel, options: ConnectOptions, opened: opening.Opened) -> None:
+        self.channel = channel
+        self.options = options
+        self.guard = Guard()
+        self.host = options.host
+        self.port = options.port
+        self.timeouts = options.timeouts
+        self.local_hostname = opened.local_hostname
+        self.server_hostname = options.server_hostname
+        self.lmtp = options.lmtp
+        self.use_pipelining = options.use_pipelining
+        self.use_chunking = options.use_chunking
+        self.max_recipients = options.max_recipients
+        self.allow_insecure_auth = options.allow_insecure_auth
+        self.greeting: Reply | None = opened.greeting
+        self.tls_outcome = opened.tls
+        self._tls = opened.tls.info
         self.authenticated = False
         self.created = time.monotonic()
-        self.last_used = self.created
-        self.messages_sent = 0
-        self._fast_features: fastpath.Features | None = None  # for the current extensions
+        self._learn(opened.ehlo_reply, opened.extensions)
 
-    # --- opening ----------------------------------------------------------------
+    def _learn(self, ehlo_reply: Reply, extensions: Extensions) -> None:
+        """A new EHLO reply (or TLS): the send configuration follows it."""
+        self.ehlo_reply: Reply | None = ehlo_reply
+        self.extensions = extensions
+        self._configure()
+
+    def _configure(self) -> None:
+        peer = self.channel.transport.peer
+        self.config = SendConfig.build(self.extensions, self._tls, self.options, peer)
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """``TLSInfo`` once TLS is active, else None (results carry it)."""
+        return self._tls
+
+    @tls.setter
+    def tls(self, info: TLSInfo | None) -> None:
+        self._tls = info
+        self._configure()
+
+    @property
+    def messages_sent(self) -> int:
+        """Mail transactions completed on this connection."""
+        return self.channel.messages_sent
+
+    @property
+    def last_used(self) -> float:
+        """``time.monotonic()`` when the session last finished sending (or opened)."""
+        return max(self.channel.last_used, self.created)
 
     @classmethod
     def connect(
@@ -168,7 +132,7 @@ class Session(Wire):
         use_chunking: bool = True,
         allow_insecure_auth: bool = False,
         reply_limits: ReplyLimits | None = None,
-        max_recipients: int = 100,
+        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
     ) -> Session:
         """Connect, read the greeting, say EHLO (LHLO for LMTP) and apply the TLS mode.
 
@@ -178,9 +142,11 @@ class Session(Wire):
         *use_pipelining* and *use_chunking* switch off PIPELINING and BDAT
         even when offered; *max_recipients* caps the recipients of one
         transaction (RFC 5321 §4.5.3.1.8 guarantees 100; more go in further
-        transactions).
+        transactions); *reply_limits* bounds what a reply may hold.  The
+        arguments make a ``ConnectOptions`` (``open`` takes one).
 
         Raises:
+            TypeError, ValueError: a malformed argument; nothing was connected.
             ConnectError, SMTPTimeoutError: no connection within the deadlines.
             GreetingRefused: the greeting was not 220.
             HeloRefused: neither EHLO nor HELO was accepted.
@@ -189,14 +155,13 @@ class Session(Wire):
                 a ``TLSRequiredError`` when STARTTLS was not offered.
             ServiceClosing: the server answered 421.
         """
-        return opening.connect(
-            cls,
+        options = ConnectOptions(
             host,
             port,
             tls=tls,
             ssl_context=ssl_context,
             server_hostname=server_hostname,
-            timeouts=timeouts,
+            timeouts=Timeouts.coerce(timeouts),
             local_hostname=local_hostname,
             source_address=source_address,
             sock=sock,
@@ -207,34 +172,20 @@ class Session(Wire):
             reply_limits=reply_limits,
             max_recipients=max_recipients,
         )
+        return cls.open(options)
 
-    # --- EHLO, TLS, AUTH --------------------------------------------------------------
+    @classmethod
+    def open(cls, options: ConnectOptions) -> Session:
+        """``connect`` with its arguments as one ``ConnectOptions``.
+
+        Raises: as ``connect``.
+        """
+        channel, opened = opening.open_channel(options)
+        return cls(channel, options, opened)
 
     def _hello(self) -> Reply:
-        check_allowed("ehlo", self._state)
-        if self._parser.buffered:
-            # A reply before EHLO was sent (a second greeting, a server talking
-            # out of turn): paired with EHLO it would shift every later reply.
-            self._check_unsolicited(Stage.EHLO)
-        name = self.local_hostname
-        if self.lmtp:
-            reply = self._command(commands.lhlo(name), Stage.EHLO)
-        else:
-            reply = self._command(commands.ehlo(name), Stage.EHLO)
-            if reply.code in (500, 502):  # EHLO not recognised: an RFC 821 server
-                reply = self._command(commands.helo(name), Stage.EHLO)
-                if reply.code == 250:
-                    self.ehlo_reply = reply
-                    self.extensions = Extensions(reply.lines[0].split(" ", 1)[0], esmtp=False)
-                    self._state = SessionState.READY
-                    return reply
-        if reply.code != 250:
-            # RFC 5321 §4.3.2: success is 250 only; another 2xx (a repeated
-            # 220 greeting) means the replies are out of step: ProtocolError.
-            raise self._error(Stage.EHLO, reply)
-        self.ehlo_reply = reply
-        self.extensions = Extensions.parse(reply)
-        self._state = SessionState.READY
+        reply, extensions = opening.hello(self.channel, self.local_hostname, lmtp=self.lmtp)
+        self._learn(reply, extensions)
         return reply
 
     @exclusive
@@ -253,9 +204,18 @@ class Session(Wire):
         """
         if not self.extensions.starttls:
             raise TLSRequiredError("the server did not offer STARTTLS", host=self.host)
-        opening.starttls(self, ssl_context or verifying_context())
-        assert self.tls is not None
-        return self.tls
+        if self._tls is not None:
+            raise RuntimeError("TLS is already active on this session")
+        info = opening.starttls(
+            self.channel,
+            ssl_context or verifying_context(),
+            self.server_hostname,
+            verify_error=self.tls_outcome.verify_error,
+        )
+        self._tls = info
+        self.extensions = Extensions()  # forget everything learnt before TLS
+        self._hello()
+        return info
 
     @exclusive
     def login(self, username: str, password: str, *, mechanism: str | None = None) -> Reply:
@@ -276,7 +236,7 @@ class Session(Wire):
     @exclusive
     def authenticate(
         self,
-        credentials: sasl.Credentials | Callable[[], sasl.Credentials],
+        credentials: CredentialsProvider,
         *,
         mechanism: str | None = None,
     ) -> Reply:
@@ -287,55 +247,19 @@ class Session(Wire):
         """
         return self._authenticate(credentials, mechanism)
 
-    def _authenticate(
-        self,
-        credentials: sasl.Credentials | Callable[[], sasl.Credentials],
-        mechanism: str | None,
-    ) -> Reply:
-        check_allowed("auth", self._state)
-        if not self.allow_insecure_auth and not (self.tls is not None and self.tls.verified):
-            raise InsecureAuthError(self._insecure_auth_reason(), stage=Stage.AUTH, host=self.host)
-        if "AUTH" not in self.extensions:
-            raise ExtensionNotSupported(
-                "the server does not offer AUTH", extension="AUTH", host=self.host
-            )
-        if callable(credentials) and not isinstance(credentials, sasl.Credentials):
-            # A provider: asked only now, when the secret is about to be used.
-            credentials = credentials()
-        self._check_unsolicited(Stage.AUTH)
-        reply = sasl.run(self, credentials, mechanism)
+    def _authenticate(self, credentials: CredentialsProvider, mechanism: str | None) -> Reply:
+        check_allowed("auth", self.channel.state)
+        reply = sasl.authenticate(
+            self.channel,
+            self.extensions,
+            self.tls_outcome,
+            self._tls,
+            credentials,
+            mechanism,
+            allow_insecure=self.allow_insecure_auth,
+        )
         self.authenticated = True
         return reply
-
-    def _insecure_auth_reason(self) -> str:
-        if self.tls is None:
-            why = "the session is not encrypted"
-            if self._plaintext_reason:
-                why += f" ({self._plaintext_reason})"
-            elif not self.extensions.starttls:
-                why += " (the server did not offer STARTTLS)"
-            fix = "connect with tls=TLSMode.STARTTLS (port 587) or tls=TLSMode.IMPLICIT (port 465)"
-        else:
-            why = "the server's TLS certificate was not verified"
-            if self.tls.verify_error:
-                why += f" ({self.tls.verify_error})"
-            fix = "pass ssl_context= with the CA that signed it"
-        return (
-            f"refusing to send credentials: {why}; {fix}, or pass allow_insecure_auth=True "
-            "to Session.connect() if you accept the risk"
-        )
-
-    # AUTH needs the raw wire; auth.run() drives these.
-    def _auth_write(self, data: bytes, shown: str) -> None:
-        self._write(data, Stage.AUTH, shown=shown)
-
-    def _auth_read(self) -> Reply:
-        return self._read(Stage.AUTH)
-
-    def _auth_error(self, reply: Reply, message: str | None = None) -> SMTPClientError:
-        return self._error(Stage.AUTH, reply, message)
-
-    # --- sending ------------------------------------------------------------------------
 
     @exclusive
     def sendmail(
@@ -380,7 +304,7 @@ class Session(Wire):
         ):
             # No options and small bytes (the usual call): the fast path,
             # unless it finds something that needs the general one.
-            result = fastpath.sendmail(self, sender, recipients, data)
+            result = fastpath.sendmail(self.channel, self.config, sender, recipients, data)
             if result is not None:
                 return result
         envelope = Envelope.build(
@@ -393,7 +317,7 @@ class Session(Wire):
             requiretls=requiretls,
         )
         body = Body(data, size=size, eight_bit=eight_bit)
-        return self._run(lambda: send_one(self, envelope, body, binary=binary))
+        return self._run(lambda: send_one(self.channel, self.config, envelope, body, binary=binary))
 
     @exclusive
     def send_message(
@@ -437,7 +361,7 @@ class Session(Wire):
             tls_optional=tls_optional,
             reencode_8bit=reencode_8bit,
         )
-        return self._run(lambda: send_one(self, envelope, body))
+        return self._run(lambda: send_one(self.channel, self.config, envelope, body))
 
     @exclusive
     def send_many(
@@ -451,18 +375,15 @@ class Session(Wire):
         connection fails, the remaining items are not attempted and get a
         ``TransientError`` saying so.
         """
-        return self._run(lambda: send_batch(self, list(messages)))
+        return self._run(lambda: send_batch(self.channel, self.config, list(messages)))
 
     def _run(self, work: Callable[[], R]) -> R:
-        check_allowed("mail", self._state)
-        self._total = Deadline(self.timeouts.total, Stage.MAIL) if self.timeouts.total else None
+        channel = self.channel
+        channel.start_mail(self.timeouts.total)
         try:
             return work()
         finally:
-            self._total = None
-            self.last_used = time.monotonic()
-
-    # --- other commands -----------------------------------------------------------------
+            channel.finish()
 
     @exclusive
     def execute(self, command: str, *, stage: Stage = Stage.COMMAND) -> Reply:
@@ -473,17 +394,20 @@ class Session(Wire):
             InvalidAddressError: *command* holds a control character.
             ServiceClosing: the reply was 421.
         """
-        check_allowed("command", self._state)
         commands.check_text(command, "command")
-        self._check_unsolicited(stage)
-        return self._command((command + "\r\n").encode("utf-8"), stage)
+        return self._ask((command + "\r\n").encode("utf-8"), stage)
+
+    def _ask(self, line: bytes, stage: Stage = Stage.COMMAND) -> Reply:
+        """One command outside a transaction; its reply, not judged."""
+        channel = self.channel
+        check_allowed("command", channel.state)
+        channel.check_unsolicited(stage)
+        return channel.command(line, stage)
 
     def _simple(self, line: bytes, stage: Stage = Stage.COMMAND) -> Reply:
-        check_allowed("command", self._state)
-        self._check_unsolicited(stage)
-        reply = self._command(line, stage)
+        reply = self._ask(line, stage)
         if not reply.is_positive:
-            raise self._error(stage, reply)
+            raise self.channel.error(stage, reply)
         return reply
 
     @exclusive
@@ -495,110 +419,70 @@ class Session(Wire):
     def rset(self) -> Reply:
         """RSET: abandon the current transaction."""
         reply = self._simple(commands.rset(), Stage.RSET)
-        self._state = SessionState.READY
+        self.channel.transition(Event.RESET)
         return reply
-
-    def _reset_after_failure(self) -> None:
-        """RSET after a failed transaction, so the session stays usable.
-
-        Never raises: if RSET fails the session is closed (``usable`` False)
-        and the refusal being handled stays the outcome.
-        """
-        if self._state not in (SessionState.READY, SessionState.IN_TRANSACTION):
-            return
-        try:
-            reply = self._command(commands.rset(), Stage.RSET)
-        except SMTPClientError as exc:
-            # The refusal that led here is the message's outcome; the lost
-            # RSET only means this connection is done (already closed).
-            log.debug("%s: RSET after a refusal failed (%s); connection closed", self.host, exc)
-            return
-        if not reply.is_positive:
-            self._abort()
-            log.debug("%s: RSET after a refusal got %d; connection closed", self.host, reply.code)
-            return
-        self._state = SessionState.READY
 
     @exclusive
     def vrfy(self, address: str) -> Reply:
         """VRFY: ask whether *address* is deliverable; returns the reply as is
         (252 "cannot verify" is common)."""
-        check_allowed("command", self._state)
-        self._check_unsolicited(Stage.COMMAND)
-        return self._command(commands.vrfy(address, utf8=self.extensions.smtputf8), Stage.COMMAND)
+        return self._ask(commands.vrfy(address, utf8=self.extensions.smtputf8))
 
     @exclusive
     def expn(self, mailing_list: str) -> Reply:
         """EXPN: ask for the members of a list; returns the reply as is."""
-        check_allowed("command", self._state)
-        self._check_unsolicited(Stage.COMMAND)
-        return self._command(
-            commands.expn(mailing_list, utf8=self.extensions.smtputf8), Stage.COMMAND
-        )
+        return self._ask(commands.expn(mailing_list, utf8=self.extensions.smtputf8))
 
     @exclusive
     def help(self, topic: str | None = None) -> Reply:
         """HELP: returns the reply as is."""
-        check_allowed("command", self._state)
-        self._check_unsolicited(Stage.COMMAND)
-        return self._command(commands.help_(topic), Stage.COMMAND)
-
-    # --- closing ------------------------------------------------------------------------
+        return self._ask(commands.help_(topic))
 
     @property
     def state(self) -> SessionState:
         """Where the session stands (``SessionState``)."""
-        return self._state
+        return self.channel.state
 
     @property
     def usable(self) -> bool:
         """True while the session can send (not closed, broken or inherited)."""
-        return (
-            self._state in (SessionState.READY, SessionState.GREETED)
-            and not self._transport.closed
-            and self._pid == _pid
-        )
+        return self.channel.usable and not self.guard.inherited
 
     def idle_check(self) -> bool:
         """For pools: True when the session is usable and the server sent
         nothing while it sat idle (a 421, a hang-up or a stray reply all
         mean False).  Sends nothing; a session that fails it is closed."""
-        if not self.usable:
-            return False
-        try:
-            spoke = self._server_spoke(Stage.COMMAND)
-        except SMTPClientError:
-            return False
-        if spoke:
-            self._abort()
-        return not spoke
+        return self.usable and self.channel.idle_check()
 
     def quit(self) -> Reply | None:
         """Say QUIT and close.  Never raises: a failed QUIT cannot undo a
         delivered message.  Returns the server's reply if one came in time."""
-        if self._pid != _pid:
-            self._drop()
+        guard = self.guard
+        if guard.inherited:
+            self.drop()
             return None
-        if not self._lock.acquire(blocking=False):
+        if not guard.lock.acquire(blocking=False):
             raise SessionBusyError("this session is in use by another thread")
         try:
-            reply = None
-            if self._state not in (SessionState.CLOSED, SessionState.BROKEN):
-                try:
-                    self._write(commands.quit_(), Stage.QUIT)
-                    reply = self._read(Stage.QUIT)
-                except SMTPClientError:
-                    pass
-            self._transport.close()
-            self._state = SessionState.CLOSED
-            return reply
+            return self.channel.quit()
         finally:
-            self._lock.release()
+            guard.lock.release()
 
     def close(self) -> None:
         """Close the connection without QUIT.  Safe to call any number of times."""
-        self._transport.close()
-        self._state = SessionState.CLOSED
+        self.channel.close()
+
+    def drop(self) -> None:
+        """After fork: close this process's copy of the connection only (no
+        QUIT, no TLS close_notify), leaving the parent's connection alone."""
+        self.channel.close()
+
+    # Names pool.py and poolparts.py still use (until they move to the public ones).
+    _drop = drop
+
+    @property
+    def _transport(self) -> Transport:
+        return self.channel.transport
 
     def __enter__(self) -> Session:
         return self
@@ -611,4 +495,4 @@ class Session(Wire):
 
     def __repr__(self) -> str:
         tls = f" {self.tls.version}" if self.tls else ""
-        return f"<Session {self.host}:{self.port} {self._state.value}{tls}>"
+        return f"<Session {self.host}:{self.port} {self.channel.state.value}{tls}>"
