@@ -219,6 +219,10 @@ def test_second_ctrl_c_stops_at_once_and_marks_in_flight_unknown(tmp_path: Path)
         try:
             assert proc.stdout is not None
             seen = read_until(proc.stdout.fileno(), b"user1@example.test", time.monotonic() + 60)
+            # The two answered messages finish in either order on the two
+            # connections: wait until both are reported before the Ctrl-C.
+            while seen.count(b"accepted ") < 2:
+                seen += read_until(proc.stdout.fileno(), b"accepted ", time.monotonic() + 60)
             assert proc.stderr is not None
             proc.send_signal(signal.SIGINT)
             err = read_until(proc.stderr.fileno(), b"Ctrl-C again", time.monotonic() + 30)
