@@ -110,14 +110,20 @@ class Contender:
 
 class Smtplib(Contender):
     """smtplib.SMTP.sendmail on one connection per thread (smtplib is not
-    thread-safe); a large message is read whole, as smtplib needs it."""
+    thread-safe), held by hand; with STARTTLS and login first when the spec
+    has credentials (the web-app scenario); a large message is read whole,
+    as smtplib needs it."""
 
     def setup(self) -> None:
-        self.smtps = [
-            smtplib.SMTP(self.spec.host, self.spec.port) for _ in range(self.spec.threads)
-        ]
+        spec = self.spec
+        self.smtps = [smtplib.SMTP(spec.host, spec.port) for _ in range(spec.threads)]
         for smtp in self.smtps:
             smtp.ehlo()
+            if spec.ca_file is not None:
+                assert spec.username is not None
+                assert spec.password is not None
+                smtp.starttls(context=spec.context())
+                smtp.login(spec.username, spec.password)
 
     def send(self, count: int) -> int:
         spec = self.spec

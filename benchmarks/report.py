@@ -28,7 +28,9 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
 def print_outcome(outcome: Outcome, out: Callable[[str], None] = print) -> None:
     scenario = outcome.scenario
     where = "client and sink on CPU 0" if scenario.cpu_bound else "clients CPU 0, server CPU 1"
-    server = "Postfix+Dovecot" if scenario.server == "postfix" else "smtp-sink"
+    server = {"postfix": "Postfix+Dovecot", "postfix-plain": "Postfix (CHUNKING, discard)"}.get(
+        scenario.server, "smtp-sink"
+    )
     out(f"\n[{scenario.key}] {scenario.title}")
     note = f"  server: {server}; {where}"
     if outcome.rtt_ms is not None:
@@ -44,6 +46,9 @@ def print_outcome(outcome: Outcome, out: Callable[[str], None] = print) -> None:
     for baseline in baselines:
         short = "x " + baseline.replace("-per-message", "/conn")
         head += f" {short:>14}" if not scenario.large else f" {short + ' rate,CPU':>24}"
+    with_cpu_ratio = not scenario.large and "smtp-source" in scenario.contenders
+    if with_cpu_ratio:
+        head += f" {'CPU x src':>9}"
     out(head + "  counted")
     for contender in scenario.contenders:
         if contender not in outcome.samples:
@@ -74,9 +79,30 @@ def print_outcome(outcome: Outcome, out: Callable[[str], None] = print) -> None:
             )
             for baseline in baselines:
                 line += f" {_ratio(med('rate'), outcome.median(baseline, 'rate')):>14}"
+            if with_cpu_ratio:
+                source = _cpu_per_message(outcome, "smtp-source")
+                line += f" {_ratio(cpu_msg, source):>9}"
         out(line + f"  {outcome.counted.get(contender, '?')}")
+    if not scenario.large:
+        out("  CPU us/msg: " + _cpu_spreads(outcome))
+    for note in outcome.notes:
+        out(f"  {note}")
     for error in outcome.errors:
         out(f"  ! {error}")
+
+
+def _cpu_spreads(outcome: Outcome) -> str:
+    """Each contender's CPU per message: median [min-max] over the runs."""
+    parts = []
+    for contender in outcome.scenario.contenders:
+        values = [
+            s.cpu / s.messages * 1e6 for s in outcome.samples.get(contender, []) if s.messages
+        ]
+        if values:
+            parts.append(
+                f"{contender} {statistics.median(values):.0f} [{min(values):.0f}-{max(values):.0f}]"
+            )
+    return "; ".join(parts)
 
 
 def _cpu_per_mib(outcome: Outcome, contender: str) -> float | None:
@@ -109,6 +135,11 @@ def target_results(outcomes: dict[str, Outcome]) -> list[tuple[Target, float | N
             theirs = outcome.median(str(target.baseline), "rate")
             value = ours / theirs if ours and theirs else None
             met = value is not None and value >= target.factor
+        elif target.metric == "cpu-msg":
+            ours = _cpu_per_message(outcome, target.contender)
+            theirs = _cpu_per_message(outcome, str(target.baseline))
+            value = ours / theirs if ours and theirs else None
+            met = value is not None and value <= target.factor
         elif target.metric == "cpu":
             ours = _cpu_per_mib(outcome, target.contender)
             theirs = _cpu_per_mib(outcome, str(target.baseline))
@@ -136,11 +167,34 @@ def print_targets(outcomes: dict[str, Outcome], out: Callable[[str], None] = pri
         if not met and value is not None:
             if target.metric == "rate":
                 shown += f" (short by {100 * (1 - value / target.factor):.0f}%)"
-            elif target.metric == "cpu":
+            elif target.metric in ("cpu", "cpu-msg"):
                 shown += f" (over by {100 * (value / target.factor - 1):.0f}%)"
         missed += not met
         out(f"  {verdict}  {target.describe()}: {shown}")
+    missed += _print_ceiling(outcomes, out)
     return missed
+
+
+def _print_ceiling(outcomes: dict[str, Outcome], out: Callable[[str], None]) -> int:
+    """Issue 19.3: through the proxy, >= 0.9 x (4 RTT + S) / (RTT + S) x smtplib."""
+    direct, delayed = outcomes.get("chunking"), outcomes.get("chunking-rtt")
+    if direct is None or delayed is None:
+        return 0
+    from benchmarks.chunking import ceiling  # noqa: PLC0415 (imported only where needed)
+
+    figures = ceiling(direct, delayed)
+    if figures is None:
+        out("  MISS  smtpclient sendmail [chunking-rtt]: no figures")
+        return 1
+    met = figures["of_ceiling"] >= 0.9
+    out(
+        f"  {'PASS' if met else 'MISS'}  smtpclient sendmail [chunking-rtt]: >= 0.9 x "
+        f"(4 RTT + S)/(RTT + S) x smtplib msg/s, RTT {figures['rtt_ms']:.2f} ms, "
+        f"S {figures['s_ms']:.2f} ms (sendmail without the proxy): ceiling "
+        f"{figures['ceiling']:.2f}x, reached {figures['reached']:.2f}x "
+        f"= {figures['of_ceiling']:.2f} of the ceiling"
+    )
+    return 0 if met else 1
 
 
 def print_noise(outcomes: dict[str, Outcome], out: Callable[[str], None] = print) -> None:

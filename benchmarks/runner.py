@@ -62,6 +62,7 @@ class Outcome:
     traced: dict[str, float] = field(default_factory=dict)  # tracemalloc peak, MiB
     rtt_ms: float | None = None
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # printed under the table
 
     def median(self, contender: str, metric: str) -> float | None:
         values = [getattr(s, metric) for s in self.samples.get(contender, [])]
@@ -84,6 +85,7 @@ class Outcome:
             "traced_mib": self.traced,
             "rtt_ms": self.rtt_ms,
             "errors": self.errors,
+            "notes": self.notes,
         }
 
 
@@ -335,6 +337,9 @@ def run_scenario(scenario: Scenario, runner: Runner) -> Outcome:
             if not ok:
                 outcome.errors.append(f"Postfix delivered {seen} recipients, {sent} were sent")
         return outcome
+    if scenario.server == "postfix-plain":
+        _run_plain_postfix(scenario, runner, outcome)
+        return outcome
     with _sink_server(scenario) as (sink, port, rtt):
         outcome.rtt_ms = rtt
         server: Server = _Redirected(sink, port) if port != sink.port else sink
@@ -349,6 +354,30 @@ def run_scenario(scenario: Scenario, runner: Runner) -> Outcome:
                     if sample.py_peak_mib is not None:
                         outcome.traced[contender] = sample.py_peak_mib
     return outcome
+
+
+def _run_plain_postfix(scenario: Scenario, runner: Runner, outcome: Outcome) -> None:
+    """Postfix with CHUNKING (benchmarks/chunking.py), direct or through the proxy."""
+    from benchmarks.chunking import plain_postfix, wire_check  # noqa: PLC0415
+
+    with plain_postfix() as mta, contextlib.ExitStack() as stack:
+        port = mta.port
+        if scenario.rtt_ms:
+            port = stack.enter_context(_delay_proxy(mta.port, scenario.rtt_ms))
+            outcome.rtt_ms = _measure_rtt(port)
+        sent = runner.run(scenario, _Redirected(mta, port), outcome, {})
+        expected = sent * scenario.recipients
+        if scenario.rtt_ms:
+            try:
+                outcome.notes.append(wire_check(port, runner.bodies.path("small")))
+                expected += 50 * 3
+            except PermissionError:
+                outcome.notes.append("wire check skipped: a packet socket needs root")
+        seen = mta.wait_delivered(expected)
+        for contender in scenario.contenders:
+            outcome.counted[contender] = "ok" if seen == expected else "MISMATCH"
+        if seen != expected:
+            outcome.errors.append(f"Postfix delivered {seen} recipients, {expected} were sent")
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pickle
 from collections.abc import Callable
 
 from smtpclient import errors
-from smtpclient.errors import InvalidArgumentError, ProtocolError
+from smtpclient.errors import InvalidArgumentError, NulOctetError, ProtocolError
 from smtpclient.protocol import commands
 from smtpclient.protocol.data import BodyScanner, DataEncoder, Framing
 from smtpclient.protocol.extensions import Extensions
@@ -137,6 +137,17 @@ def data_target(data: bytes) -> None:
         return
     seed, body = data[0], data[1:]
     framing = (Framing.DATA, Framing.BDAT, Framing.BINARY)[seed % 3]
+    if b"\x00" in body and framing is not Framing.BINARY:
+        # NUL only in BINARYMIME: refused before the chunk holding it is encoded.
+        encoder = DataEncoder(framing)
+        out = b""
+        try:
+            for piece in _pieces(body, seed >> 2):
+                out += encoder.feed(piece)
+        except NulOctetError:
+            assert b"\x00" not in out
+            return
+        raise AssertionError("a NUL octet went through the encoder")
     encoder = DataEncoder(framing)
     wire = b"".join(encoder.feed(p) for p in _pieces(body, seed >> 2)) + encoder.finish()
     whole = DataEncoder(framing)

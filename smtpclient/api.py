@@ -6,6 +6,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
+from typing import TYPE_CHECKING
 
 from smtpclient.body import BodySource
 from smtpclient.credentials import Credentials, login_credentials
@@ -16,8 +17,12 @@ from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.results import SendResult
 from smtpclient.server import naming_the_call
 from smtpclient.session import Session
+from smtpclient.session.budget import overall
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
+
+if TYPE_CHECKING:
+    from smtpclient.dkim import DKIMSigner
 
 __all__ = ["send"]
 
@@ -49,6 +54,7 @@ def send(
     reply_limits: ReplyLimits | None = None,
     max_recipients: int = DEFAULT_MAX_RECIPIENTS,
     auth_mechanism: str | None = None,
+    dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
 ) -> SendResult:
     """Connect to *host*, log in if credentials are given, send, and QUIT.
 
@@ -57,9 +63,15 @@ def send(
     str, a binary file, an iterable of bytes) with *sender* and *recipients*.
     The connection options are ``Session.connect``'s (one ``ConnectOptions``
     is made of them); *auth_mechanism* chooses the SASL mechanism.
+    ``timeouts.total`` bounds the whole call, from the first connect attempt
+    through the final reply (the wait after the final "." keeps the
+    ``data_done`` floor).
+    *dkim* (a ``DKIMSigner`` or several) signs the message before it is
+    sent (``smtpclient.dkim``; raw content must then be bytes or str).
 
     Raises:
-        TypeError, ValueError: bad arguments; nothing was sent.
+        TypeError, ValueError: bad arguments (a ``DKIMError`` among them);
+            nothing was sent.
         SMTPClientError: as ``Session.connect``, ``Session.login`` and
             ``Session.sendmail`` raise them.
     """
@@ -67,6 +79,17 @@ def send(
     if not isinstance(message, Message) and (sender is None or recipients is None):
         # Checked before connecting: nothing is sent for a call that cannot work.
         raise ValueError("raw message data needs sender= and recipients=")
+    if dkim is not None:
+        # Signed before connecting: the same bytes whatever the server offers.
+        from smtpclient.dkim import sign_message, sign_raw, signers_from  # noqa: PLC0415
+
+        signers = signers_from(dkim)
+        if isinstance(message, Message):
+            sender, recipients, message = sign_message(
+                message, signers, sender=sender, recipients=recipients
+            )
+        elif signers:
+            message = sign_raw(message, signers)
     options = ConnectOptions(
         host,
         port,
@@ -85,7 +108,8 @@ def send(
         max_recipients=max_recipients,
         auth_mechanism=auth_mechanism,
     )
-    with Session.open(options) as session:
+    # One total for the whole call: connect, AUTH and the send (not per step).
+    with overall(options.timeouts.total), Session.open(options) as session:
         if credentials is not None:
             try:
                 session.authenticate(credentials, mechanism=options.auth_mechanism)

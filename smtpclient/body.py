@@ -5,6 +5,13 @@ for BODY=8BITMIME, line lengths) and can be sent again (the next MX, a
 retry).  An iterable is read once, while sending; its size and body type are
 what the caller declared, or are assumed conservatively.  Content is never
 joined in memory: files and iterables are read in blocks of ``BLOCK_SIZE``.
+
+The header block at the start of the content has its line ends checked
+(``headercheck.check_raw_header``): by ``info()`` for bytes and files, so
+before MAIL; while streaming for an iterable, whose first
+``RAW_HEAD_LIMIT`` octets are examined before any of them is passed on.
+NUL octets are noted by ``info()`` (``BodyInfo.nul``) and refused by the
+plan unless the content goes out as BINARYMIME.
 """
 
 from __future__ import annotations
@@ -14,9 +21,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
-from smtpclient.protocol.data import BodyScanner, canonical_and_longest
+from smtpclient.headercheck import RAW_HEAD_LIMIT, check_raw_header
+from smtpclient.protocol.data import (
+    BodyScanner,
+    canonical_and_longest,
+    content_size,
+    nul_error,
+)
 
-__all__ = ["BLOCK_SIZE", "Body", "BodyInfo", "BodySource"]
+__all__ = ["BLOCK_SIZE", "Body", "BodyInfo", "BodySource", "check_content"]
 
 BLOCK_SIZE = 128 * 1024
 SMALL_BODY = 1024 * 1024  # in-memory messages up to this size are encoded in one step
@@ -31,12 +44,28 @@ class BodyInfo:
     ``size`` is None when unknown (an iterable without a declared size);
     ``eight_bit`` is None when unknown (an iterable without a declaration:
     treated as 8-bit when the server offers 8BITMIME, and checked while
-    streaming when it does not); ``max_line`` is None when not measured.
+    streaming when it does not); ``max_line`` is None when not measured;
+    ``nul`` is True when the content has a NUL octet (False when unknown:
+    an iterable is checked while streaming).
     """
 
     size: int | None
     eight_bit: bool | None
     max_line: int | None
+    nul: bool = False
+
+
+def check_content(data: bytes) -> None:
+    """Refuse raw content that cannot go out as DATA or BDAT: a NUL octet, or
+    bad line ends in its header block.
+
+    Raises:
+        NulOctetError: *data* holds a NUL octet.
+        HeaderInjectionError: see ``headercheck.check_raw_header``.
+    """
+    if b"\x00" in data:
+        raise nul_error()
+    check_raw_header(data)
 
 
 _UNDECLARED = BodyInfo(None, None, None)
@@ -105,6 +134,9 @@ class Body:
         """Scan the content (once) and return what MAIL FROM must declare.
 
         For an iterable, nothing is read: the declared values are returned.
+
+        Raises:
+            HeaderInjectionError: bad line ends in the content's header block.
         """
         if self._info is not None:
             return self._info
@@ -114,17 +146,24 @@ class Body:
         canonical = self.canonical
         if canonical is not None:
             # Small in-memory message: normalise once, measure the result.
+            assert self._bytes is not None
+            check_raw_header(self._bytes)
             eight_bit = not canonical.isascii()
-            size = len(canonical) + (0 if not canonical or canonical.endswith(b"\r\n") else 2)
+            size = content_size(canonical)
             declared = self._declared
             self._info = BodyInfo(
                 declared.size if declared.size is not None else size,
                 eight_bit if declared.eight_bit is None else declared.eight_bit or eight_bit,
                 self._longest,
+                b"\x00" in canonical,
             )
             return self._info
         scanner = BodyScanner()
+        first = True
         for block in self._blocks():
+            if first:  # the header block lies well within the first block
+                check_raw_header(block, complete=len(block) < BLOCK_SIZE)
+                first = False
             scanner.feed(block)
         declared = self._declared
         self._info = BodyInfo(
@@ -133,6 +172,7 @@ class Body:
             if declared.eight_bit is None
             else declared.eight_bit or scanner.eight_bit,
             scanner.max_line,
+            scanner.nul,
         )
         return self._info
 
@@ -162,6 +202,9 @@ class Body:
         Raises:
             RuntimeError: a one-shot iterable is read a second time.
             TypeError: an iterable yields something other than bytes.
+            HeaderInjectionError: (an iterable) bad line ends in its header
+                block; raised before any of its first ``RAW_HEAD_LIMIT``
+                octets is yielded.
         """
         if self._iterable is not None:
             if self._consumed:
@@ -194,14 +237,34 @@ class Body:
             self._file.seek(self._start)
 
     def _iterate(self) -> Iterator[bytes]:
+        head: list[bytes] | None = []  # held back until the header block is checked
+        held = 0
+        for piece in self._pieces():
+            data = piece
+            if head is not None:
+                head.append(piece)
+                held += len(piece)
+                if held < RAW_HEAD_LIMIT:
+                    continue
+                data = b"".join(head)
+                head = None
+                check_raw_header(data, complete=False)
+            # Re-cut oversized pieces so that no write exceeds one block.
+            for offset in range(0, len(data), BLOCK_SIZE):
+                yield data[offset : offset + BLOCK_SIZE]
+        if head:
+            data = b"".join(head)
+            check_raw_header(data)
+            for offset in range(0, len(data), BLOCK_SIZE):
+                yield data[offset : offset + BLOCK_SIZE]
+
+    def _pieces(self) -> Iterator[bytes]:
         assert self._iterable is not None
         for piece in self._iterable:
             if not isinstance(piece, (bytes, bytearray, memoryview)):
                 raise TypeError(f"message iterables must yield bytes, not {type(piece).__name__}")
-            data = bytes(piece)
-            # Re-cut oversized pieces so that no write exceeds one block.
-            for offset in range(0, len(data), BLOCK_SIZE):
-                yield data[offset : offset + BLOCK_SIZE]
+            if piece:
+                yield bytes(piece)
 
 
 def _is_text_file(source: object) -> bool:

@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from email.message import Message
 
 from smtpclient.body import BodySource
-from smtpclient.domain_delivery import DeliverySettings, DomainDelivery
+from smtpclient.delivery_settings import DeliveryClock, DeliverySettings
+from smtpclient.dkim import DKIMSigner, signed_for_delivery
+from smtpclient.domain_delivery import DomainDelivery
 from smtpclient.envelope import DSN, parse_options
 from smtpclient.errors import InvalidAddressError, RequireTLSUnavailable
 from smtpclient.eyeballs import DEFAULT_DELAY
@@ -97,6 +99,8 @@ def deliver(
     mta_sts_ssl_context: ssl.SSLContext | None = None,
     mta_sts_port: int = 443,
     mta_sts_cache: PolicyCache | None = None,
+    dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
+    deadline: float | None = None,
 ) -> DeliveryReport:
     """Deliver *message* straight to the mail hosts of each recipient's domain.
 
@@ -128,6 +132,17 @@ def deliver(
     a reason naming the policy.  Under ``mode: testing`` delivery goes on
     as usual and ``Outcome.tls_policy_failure`` says what enforce would
     have refused.  ``Outcome.tls_policy`` records the policy that applied.
+    *dkim* (a ``DKIMSigner`` or several) signs the message once, before
+    any connection (``smtpclient.dkim``).
+
+    Time: *deadline* (seconds, default None: no limit) bounds the whole
+    call -- DNS, MTA-STS, every host and transaction; when it runs out,
+    every recipient still open is DEFERRED with a reason saying so.
+    ``Timeouts.total`` (None in ``Timeouts.mta()``) bounds each attempt:
+    one session with one host, DANE lookup and connecting included.  Once
+    "." or BDAT LAST is written, the wait for its reply keeps its floor of
+    ``DATA_DONE_FLOOR`` seconds even past either limit; see
+    docs/guide/timeouts.md.
 
     Returns a ``DeliveryReport``: one outcome per distinct recipient (the
     same address given twice is delivered and reported once).  Network,
@@ -137,8 +152,13 @@ def deliver(
         RequireTLSUnavailable: *requiretls* (or a REQUIRETLS mail option)
             was asked for (RFC 8689 §4.2.1); nothing was sent.
         TypeError, ValueError: bad arguments (a one-shot iterable, no
-            sender, no recipients, an unknown target policy); nothing was sent.
+            sender, no recipients, an unknown target policy, a deadline
+            that is not a positive number); nothing was sent.
     """
+    clock = DeliveryClock(deadline)  # from the start: signing counts too
+    if dkim is not None:
+        # Signed once, 7-bit-safe: every MX host and every retry gets these bytes.
+        message, sender, recipients = signed_for_delivery(message, dkim, sender, recipients)
     return _deliver(
         message,
         sender=sender,
@@ -164,6 +184,7 @@ def deliver(
         mta_sts_cache=mta_sts_cache,
         attempt=1,
         first_attempt=None,
+        clock=clock,
     )
 
 
@@ -191,6 +212,7 @@ def redeliver(
     """
     if "sender" in options or "recipients" in options:
         raise TypeError("redeliver() takes the sender and recipients from the report")
+    clock = DeliveryClock(options.pop("deadline", None))  # type: ignore[arg-type]
     wanted = report.retry_recipients(include_unknown=include_unknown)
     if not wanted:
         return report
@@ -201,6 +223,7 @@ def redeliver(
         attempt=report.attempt + 1,
         first_attempt=report.first_attempt,
         target_policy=target_policy,
+        clock=clock,
         **options,  # type: ignore[arg-type]
     )
     return report.merged(newer)
@@ -213,6 +236,7 @@ def _deliver(
     recipients: str | Sequence[str] | None,
     attempt: int,
     first_attempt: datetime | None,
+    clock: DeliveryClock,
     resolver: Resolver | None = None,
     port: int = 25,
     tls: TLSMode = TLSMode.OPPORTUNISTIC,
@@ -283,6 +307,7 @@ def _deliver(
         mta_sts_ssl_context=mta_sts_ssl_context,
         mta_sts_port=mta_sts_port,
         mta_sts_cache=mta_sts_cache,
+        clock=clock,
     )
     # Group by domain; the same recipient (domain case aside) only once.
     order: list[str] = []

@@ -36,6 +36,7 @@ from smtpclient.errors import (  # the DNS errors live there; re-exported here
 from smtpclient.protocol.commands import normalise_domain
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Stage
+from smtpclient.session.budget import CALL_DEADLINE
 
 __all__ = [
     "Budget",
@@ -83,10 +84,15 @@ class Records:
 
 class Budget:
     """One overall time limit for all the queries of one lookup, and a cap
-    on how many queries it may send (``max_queries``; cache hits are free)."""
+    on how many queries it may send (``max_queries``; cache hits are free).
+    A ``deliver()`` deadline in force (``session.budget.CALL_DEADLINE``)
+    shortens the time limit."""
 
     def __init__(self, seconds: float, name: str, max_queries: int | None = None) -> None:
         self.expires = time.monotonic() + seconds
+        call = CALL_DEADLINE.get()
+        if call is not None:
+            self.expires = min(self.expires, call.expires)
         self.name = name
         self.max_queries = max_queries
         self.queries = 0

@@ -16,8 +16,12 @@ The walk, as Postfix's smtp client does it:
    refused ones stay open for the next host; a connection lost after the
    final "." makes its recipients UNKNOWN -- they are never sent again.
 5. Stop after ``max_sessions`` sessions that got past EHLO (Postfix's
-   ``smtp_mx_session_limit``) or when nothing is open; what is still open
-   is DEFERRED.
+   ``smtp_mx_session_limit``), when nothing is open, or when the call's
+   time budget has run out; what is still open is DEFERRED.
+
+Time: the whole walk runs under the call's budget and each attempt (one
+host's session) under ``Timeouts.total``, as ``DeliveryClock`` (in
+``delivery_settings``) says.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from typing import Any
 
 from smtpclient import dane
 from smtpclient.body import BodySource
+from smtpclient.delivery_settings import DeliverySettings, time_left
 from smtpclient.dnslookup import HostsFilteredError
-from smtpclient.envelope import DSN
 from smtpclient.errors import (
     CertificateVerifyError,
     ConnectError,
@@ -50,9 +54,8 @@ from smtpclient.errors import (
 )
 from smtpclient.eyeballs import Attempt, race
 from smtpclient.hostpolicy import DomainTLS, HostTLS
-from smtpclient.mtasts import PolicyCache
 from smtpclient.mtasts_fetch import default_policy_cache
-from smtpclient.netpolicy import TargetPolicy, allowed
+from smtpclient.netpolicy import allowed
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Stage
 from smtpclient.protocol.status import is_transient_refusal
@@ -69,7 +72,7 @@ from smtpclient.resolver import DNSError, Resolver
 from smtpclient.results import SendResult
 from smtpclient.session import Session
 from smtpclient.targets import Target
-from smtpclient.timeouts import Timeouts
+from smtpclient.timeouts import Deadline
 from smtpclient.tls import TLSMode, unverified_context
 from smtpclient.tlspolicy import TLSPolicy
 from smtpclient.transaction import MAX_RECIPIENTS
@@ -78,30 +81,7 @@ __all__ = ["DeliverySettings", "DomainDelivery"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class DeliverySettings:
-    """Everything ``deliver()`` was told that every domain shares."""
-
-    sender: str
-    port: int
-    tls: TLSMode
-    ssl_context: ssl.SSLContext | None
-    timeouts: Timeouts
-    local_hostname: str | None
-    source_address: tuple[str, int] | None
-    max_sessions: int
-    connect_delay: float
-    dsn: DSN | None
-    mail_options: tuple[str, ...]
-    rcpt_options: tuple[str, ...]
-    attempt: int
-    first_attempt: datetime
-    target_policy: TargetPolicy = "public"
-    mta_sts: bool = True
-    mta_sts_ssl_context: ssl.SSLContext | None = None
-    mta_sts_port: int = 443
-    mta_sts_cache: PolicyCache | None = None
+_INSTANT = 0.001  # race() wants a positive time; out of time, it fails at once
 
 
 @dataclass
@@ -144,6 +124,7 @@ class DomainDelivery:
         self.security = DomainTLS(domain, None, tls=settings.tls, ssl_context=settings.ssl_context)
         self.decision: HostTLS | None = None  # the TLS decision for the current host
         self.policy_failures: dict[str, str] = {}  # host -> what a testing policy noted
+        self.attempt_deadline: Deadline | None = None  # the attempt in progress
 
     # --- outcomes --------------------------------------------------------------------
 
@@ -180,15 +161,21 @@ class DomainDelivery:
         retry = suggest_retry(
             settings.attempt, settings.first_attempt, datetime.now(settings.first_attempt.tzinfo)
         )
+        clock = settings.clock
         for recipient, why in list(self.open.items()):
-            self._settle(recipient, Status.DEFERRED, retry_after=retry, **vars(why))
+            details = vars(why)
+            if clock.expired:  # the walk was cut short: say so first
+                details = {**details, "reason": f"{clock.ran_out()}; before that: {why.reason}"}
+            self._settle(recipient, Status.DEFERRED, retry_after=retry, **details)
 
     # --- the walk --------------------------------------------------------------------
 
     def run(self) -> tuple[dict[str, Outcome], DomainTrace]:
         """Deliver; one outcome for every recipient, whatever happens."""
         try:
-            self._run()
+            with self.settings.clock.domain():
+                if not self.settings.clock.expired:  # a domain queued past the deadline
+                    self._run()
         except Exception as exc:  # a bug must not lose recipients
             log.exception("delivery to %s failed unexpectedly", self.domain)
             for recipient in self._in_flight:
@@ -242,28 +229,44 @@ class DomainDelivery:
         policy = self.settings.target_policy
         remaining = [t for t in self.targets if allowed(t.address, policy)]
         sessions = 0
-        while self.open and remaining and sessions < self.settings.max_sessions:
-            result = race(
-                [t.address for t in remaining],
-                self.settings.port,
-                delay=self.settings.connect_delay,
-                per_address=self.settings.timeouts.connect,
-                total=self.settings.timeouts.connect_total,
-                source_address=self.settings.source_address,
-            )
-            self.attempts.extend(result.attempts)
-            used = {a.address for a in result.attempts}
-            winner = remaining[result.winner] if result.winner is not None else None
-            remaining = [t for t in remaining if t.address not in used]
-            if winner is None or result.sock is None:
-                self._all_open(f"could not connect: {result.summary()}")
-                continue
-            session = self._open_session(winner, result.sock)
-            if session is not None:
-                sessions += 1
-                self._send(session, winner)
+        clock = settings.clock
+        while self.open and remaining and sessions < settings.max_sessions and not clock.expired:
+            with clock.attempt(settings.timeouts.total) as self.attempt_deadline:
+                remaining, opened = self._attempt(remaining)
+            sessions += opened
         if self.open and not self.targets:
             self._all_open("no targets")
+
+    def _attempt(self, remaining: list[Target]) -> tuple[list[Target], bool]:
+        """One attempt: race the *remaining* targets, open a session on the
+        winner and send on it.  Returns the targets not yet tried and
+        whether a session was opened."""
+        settings = self.settings
+        deadline = self.attempt_deadline
+        result = race(
+            [t.address for t in remaining],
+            settings.port,
+            delay=settings.connect_delay,
+            per_address=time_left(deadline, settings.timeouts.connect) or _INSTANT,
+            total=time_left(deadline, settings.timeouts.connect_total) or _INSTANT,
+            source_address=settings.source_address,
+        )
+        self.attempts.extend(result.attempts)
+        used = {a.address for a in result.attempts}
+        winner = remaining[result.winner] if result.winner is not None else None
+        remaining = [t for t in remaining if t.address not in used]
+        if winner is None or result.sock is None:
+            self._all_open(f"could not connect: {result.summary()}")
+            return remaining, False
+        try:
+            session = self._open_session(winner, result.sock)
+            if session is not None:
+                self._send(session, winner)
+        finally:
+            if deadline is not None and deadline.expired and not settings.clock.expired:
+                total = settings.timeouts.total
+                self._visit(winner, f"the attempt ran out of time (Timeouts.total={total:g} s)")
+        return remaining, session is not None
 
     # --- sessions --------------------------------------------------------------------
 
@@ -282,10 +285,13 @@ class DomainDelivery:
         )
 
     def _reconnect(self, target: Target) -> Any:
+        left = time_left(self.attempt_deadline, self.settings.timeouts.connect)
+        if not left:
+            return None  # the attempt's time is up: no new connection
         result = race(
             [target.address],
             self.settings.port,
-            per_address=self.settings.timeouts.connect,
+            per_address=left,
             source_address=self.settings.source_address,
         )
         self.attempts.extend(result.attempts)
@@ -377,7 +383,7 @@ class DomainDelivery:
         delivered = 0
         asked: set[str] = set()  # each recipient is offered to a host once
         try:
-            while session.usable:
+            while session.usable and time_left(self.attempt_deadline, 1.0):
                 batch = [r for r in self.open if r not in asked][:MAX_RECIPIENTS]
                 if not batch:
                     break
@@ -397,7 +403,9 @@ class DomainDelivery:
                     self._in_flight = []
         finally:
             self._visit(target, f"delivered {delivered}", session.tls)
-            if session.usable:
+            if session.usable and time_left(self.attempt_deadline, 1.0):
+                # A courtesy: its wait is capped by the time left too.
+                session.channel.start(None, Stage.QUIT)
                 session.quit()
             else:
                 session.close()

@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from smtpclient.errors import InvalidAddressError
+from smtpclient.protocol.commands import check_text
+
 __all__ = ["DSN", "NOTIFY_VALUES", "Envelope", "Recipient", "parse_options"]
 
 NOTIFY_VALUES = frozenset({"NEVER", "SUCCESS", "FAILURE", "DELAY"})
@@ -77,8 +80,8 @@ class Recipient:
     params: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.address, str):
-            raise TypeError(f"recipient address must be str, not {type(self.address).__name__}")
+        # Control and format characters first, before SMTPUTF8 is considered.
+        check_text(self.address, "recipient address", InvalidAddressError)
         if self.notify is not None:
             object.__setattr__(self, "notify", _check_notify(self.notify))
 
@@ -110,10 +113,10 @@ class Envelope:
 
         Raises:
             TypeError: an address is not a str (or Recipient).
+            InvalidAddressError: an address holds a control or format character.
             ValueError: there are no recipients.
         """
-        if not isinstance(sender, str):
-            raise TypeError(f"sender must be str, not {type(sender).__name__}")
+        check_text(sender, "sender", InvalidAddressError)  # also the TypeError for a non-str
         if isinstance(recipients, (str, Recipient)):
             recipients = [recipients]
         rcpt_params = parse_options(rcpt_options) if rcpt_options != () else {}
@@ -134,6 +137,13 @@ class Envelope:
             smtputf8 = True
             params = {k: v for k, v in params.items() if k.upper() != "SMTPUTF8"}
         return cls(sender, tuple(items), dsn or _NO_DSN, params, smtputf8, requiretls)
+
+    @classmethod
+    def plain(cls, sender: str, addresses: list[str]) -> Envelope:
+        """What ``build(sender, addresses)`` makes for str addresses and no
+        options, for a caller that has checked their types already (the
+        plain-message shortcut of ``send_many``)."""
+        return cls(sender, tuple(map(_plain_recipient, addresses)), _NO_DSN, {}, False, False)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -24,7 +24,7 @@ from smtpclient.mtasts import PolicyCache, STSMode, STSPolicy
 from smtpclient.mtasts_fetch import PolicyLookup, discover
 from smtpclient.netpolicy import TargetPolicy
 from smtpclient.resolver import Resolver
-from smtpclient.tls import TLSInfo, TLSMode, verifying_context
+from smtpclient.tls import TLSInfo, TLSMode, shared_verifying_context
 from smtpclient.tlspolicy import TLSPolicy
 
 __all__ = ["DomainTLS", "HostTLS", "host_tls"]
@@ -55,7 +55,7 @@ def _verifying(context: ssl.SSLContext | None) -> ssl.SSLContext:
     """*context* if it verifies certificates and names, else certifi's."""
     if context is not None and context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname:
         return context
-    return verifying_context()
+    return shared_verifying_context()
 
 
 def host_tls(

@@ -28,15 +28,18 @@ from typing import TypeAlias
 
 from smtpclient.body import BodySource
 from smtpclient.credentials import CredentialsProvider, login_credentials
+from smtpclient.dkim import DKIMSigner, sign_item, sign_message, sign_raw, signers_from
 from smtpclient.envelope import DSN, Recipient
 from smtpclient.errors import PoolClosedError, SMTPClientError
 from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
 from smtpclient.pool import SessionPool
 from smtpclient.protocol.reply import ReplyLimits
+from smtpclient.ratelimit import RateLimit, SendLimits
 from smtpclient.results import SendResult
 from smtpclient.retry import RetryPolicy, closed_while_idle, never_sent, resendable
 from smtpclient.server import ServerSettings
 from smtpclient.session import Session
+from smtpclient.session.budget import overall
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode
 
@@ -61,7 +64,16 @@ class Mailer:
     (see ``SessionPool``); pass *pool* to share one pool among Mailers (its
     own limits then apply, and ``close()`` leaves it open).  *retry* is a
     ``RetryPolicy`` or a number of attempts (default: no retries); *dsn* is
-    the default DSN request for every message.
+    the default DSN request for every message.  *rate_limit* is a
+    ``RateLimit`` or messages a second, shared by all threads (see
+    ``smtpclient.ratelimit``; a server that says it has too many
+    connections makes the Mailer use fewer for a while in any case).
+    ``timeouts.total`` bounds
+    each attempt of ``send``/``sendmail`` as a whole: the checkout (a new
+    connection and its AUTH included) through the final reply.
+    *dkim* (a ``DKIMSigner`` or several, e.g. RSA and Ed25519) signs every
+    message this Mailer sends (``smtpclient.dkim``; raw content must then
+    be bytes or str); ``send(..., dkim=...)`` chooses per message.
 
     Raises:
         TypeError, ValueError: inconsistent or malformed arguments.
@@ -97,8 +109,11 @@ class Mailer:
         retry: RetryPolicy | int | None = None,
         dsn: DSN | None = None,
         pool: SessionPool | None = None,
+        rate_limit: RateLimit | float | None = None,
+        dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
     ) -> None:
         credentials = login_credentials(username, password, credentials)
+        self.dkim = signers_from(dkim)
         options = ConnectOptions(
             host,
             port,
@@ -128,6 +143,7 @@ class Mailer:
             max_messages=max_messages,
             health_check_after=health_check_after,
         )
+        self.limits = SendLimits(RateLimit.coerce(rate_limit), self.pool)
         self._closed = False
 
     # --- one message -----------------------------------------------------------------
@@ -144,11 +160,14 @@ class Mailer:
         requiretls: bool = False,
         tls_optional: bool = False,
         reencode_8bit: bool = False,
+        dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
     ) -> SendResult:
         """Send an ``email.message.Message`` (envelope from its headers unless
         given; Bcc never transmitted) and return its ``SendResult``.
         *requiretls*, *tls_optional* and *reencode_8bit* are as for
-        ``Session.send_message``.
+        ``Session.send_message``.  *dkim* signs this message instead of the
+        Mailer's signers (``()``: not at all); a signed message is sent
+        7-bit-safe whatever the server (``smtpclient.dkim``).
 
         Raises:
             PoolTimeout: no connection became free within ``checkout_timeout``.
@@ -158,6 +177,21 @@ class Mailer:
         """
         if not isinstance(message, Message):
             raise TypeError("send() takes an email.message.Message; use sendmail() for raw data")
+        signers = self.dkim if dkim is None else signers_from(dkim)
+        if signers:
+            sender, recipients, data = sign_message(
+                message, signers, sender=from_addr, recipients=to_addrs, tls_optional=tls_optional
+            )
+            return self.sendmail(
+                sender,
+                recipients,
+                data,
+                mail_options=mail_options,
+                rcpt_options=rcpt_options,
+                dsn=dsn,
+                requiretls=requiretls,
+                dkim=(),  # signed already
+            )
         options = (tuple(mail_options), tuple(rcpt_options))
         chosen = dsn or self.dsn
 
@@ -190,16 +224,34 @@ class Mailer:
         smtputf8: bool = False,
         requiretls: bool = False,
         binary: bool = False,
+        dkim: DKIMSigner | Sequence[DKIMSigner] | None = None,
     ) -> SendResult:
         """Send raw content (bytes, str, a binary file or an iterable of bytes).
         A one-shot iterable is never sent twice, so the retry policy does not
-        apply to it.
+        apply to it.  *dkim* as for ``send``: signed content must be bytes or
+        str, and is sent with its line ends made CRLF.
 
         Raises: as ``send``, and as ``Session.sendmail``.
         """
+        signers = self.dkim if dkim is None else signers_from(dkim)
+        if signers:
+            data = sign_raw(data, signers)
         rcpts = list(recipients) if not isinstance(recipients, (str, Recipient)) else recipients
-        options = (tuple(mail_options), tuple(rcpt_options))
         chosen = dsn or self.dsn
+        if (
+            chosen is None
+            and mail_options == ()
+            and rcpt_options == ()
+            and size is None
+            and eight_bit is None
+            and not (smtputf8 or requiretls or binary)
+        ):
+            # The usual call: no options to pass on (Session.sendmail's defaults).
+            def plain(session: Session) -> SendResult:
+                return session.sendmail(sender, rcpts, data)
+
+            return self._deliver(plain, resendable=type(data) is bytes or resendable(data))
+        options = (tuple(mail_options), tuple(rcpt_options))
 
         def work(session: Session) -> SendResult:
             return session.sendmail(
@@ -223,21 +275,27 @@ class Mailer:
         stale_retried = False
         fresh = False
         while True:
-            self._check_open()
-            try:
-                lease = self.pool.checkout(self.settings, fresh=fresh)
-            except SMTPClientError as exc:
-                if not self._may_retry(exc, retries):
-                    raise
-                retries += 1
-                self._pause(retries, exc)
-                continue
-            fresh = False
-            with lease:
+            if self._closed:
+                self._check_open()  # raises
+            # One total per attempt: checkout (a new connection included)
+            # through the final reply.
+            with overall(self.settings.timeouts.total):
                 try:
-                    return work(lease.session)
+                    lease = self.limits.checkout(self.pool, self.settings, fresh=fresh)
                 except SMTPClientError as exc:
-                    error = exc
+                    if not self._may_retry(exc, retries):
+                        raise
+                    retries += 1
+                    self._pause(retries, exc)
+                    continue
+                fresh = False
+                with lease:
+                    try:
+                        self.limits.take(1)
+                        return work(lease.session)
+                    except SMTPClientError as exc:
+                        error = exc
+            self.limits.observe(error)
             if lease.reused and not stale_retried and closed_while_idle(error):
                 log.info("pooled connection was closed by the server (%s); sending again", error)
                 stale_retried = fresh = True
@@ -256,13 +314,29 @@ class Mailer:
         data)`` tuple.  Returns one outcome per item, in order: a
         ``SendResult`` or the exception that item met.  Messages the
         connection did not get to (it failed before them) continue on
-        another connection; retries are as for ``send``.
+        another connection; retries are as for ``send``.  With the Mailer's
+        *dkim*, every item is signed first (one that cannot be gets its
+        error as its outcome).
 
         Raises:
             PoolClosedError: the Mailer is closed.
         """
         self._check_open()
         items = list(messages)
+        if not self.dkim:
+            return self._send_many(items)
+        early: list[Exception | None] = []
+        signed: list[Item] = []
+        for item in items:
+            try:
+                signed.append(sign_item(item, self.dkim))
+                early.append(None)
+            except (ValueError, TypeError) as exc:
+                early.append(exc)
+        sent = iter(self._send_many(signed) if signed else [])
+        return [error if error is not None else next(sent) for error in early]
+
+    def _send_many(self, items: list[Item]) -> list[SendResult | Exception]:
         count = len(items)
         outcomes: list[SendResult | Exception | None] = [None] * count
         retries = [0] * count
@@ -274,7 +348,7 @@ class Mailer:
         while pending:
             try:
                 self._check_open()
-                lease = self.pool.checkout(self.settings, fresh=fresh)
+                lease = self.limits.checkout(self.pool, self.settings, fresh=fresh)
             except PoolClosedError as exc:  # closed by another thread meanwhile
                 for index in pending:
                     outcomes[index] = PoolClosedError(str(exc))
@@ -289,8 +363,10 @@ class Mailer:
                 break
             fresh = False
             with lease:
-                batch = pending[: self._room(lease.session, len(pending))]
+                batch = pending[: self.limits.room(self._room(lease.session, len(pending)))]
+                self.limits.take(len(batch))
                 results = self._send_batch(lease.session, [items[i] for i in batch])
+            self.limits.observe_all(results)
             again: list[int] = []
             wait = 0.0
             for position, (index, outcome) in enumerate(zip(batch, results, strict=True)):

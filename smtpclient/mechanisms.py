@@ -5,7 +5,9 @@ so each is tested against the RFCs' own examples.
 PLAIN (RFC 4616), LOGIN and CRAM-MD5 (RFC 2195, legacy), SCRAM-SHA-1 and
 SCRAM-SHA-256 (RFC 5802, RFC 7677; SASLprep RFC 4013), XOAUTH2 (Google,
 Microsoft) and OAUTHBEARER (RFC 7628).  ``choose`` picks one for the
-credential type: the strongest both sides support, unless one is named.
+credential type, unless one is named: over a verified TLS session PLAIN
+first, otherwise the strongest both sides support (see ``choose``).
+SCRAM's derived keys are cached in memory (``scramcache``).
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
+import os
 from typing import ClassVar
 
 from smtpclient.credentials import Credentials, OAuth2, Password
 from smtpclient.errors import ExtensionNotSupported
 from smtpclient.saslprep import SASLError, saslprep
+from smtpclient.scramcache import ScramKeys, scram_keys
 
 __all__ = [
     "MECHANISMS",
     "PASSWORD_ORDER",
     "TOKEN_ORDER",
+    "VERIFIED_TLS_PASSWORD_ORDER",
     "CramMD5",
     "Login",
     "Mechanism",
@@ -34,6 +38,7 @@ __all__ = [
     "TokenMechanism",
     "XOAuth2",
     "choose",
+    "create",
 ]
 
 SCRAM_MAX_ITERATIONS = 1_000_000  # a hostile server must not make us burn minutes
@@ -120,16 +125,21 @@ class _Scram(_PasswordMechanism):
 
     hash_name: ClassVar[str]
 
-    def __init__(self, credentials: Password, nonce: str | None = None) -> None:
+    def __init__(
+        self, credentials: Password, nonce: str | None = None, *, server: str | None = None
+    ) -> None:
         """*nonce* fixes the client nonce (for tests against known vectors).
+        *server* names the server for the key cache (None: no caching).
 
         Raises:
             SASLError: the user name or password fails SASLprep.
         """
         super().__init__(credentials)
+        self._server = server
+        self._keys: ScramKeys | None = None  # derived this time, cached on success
         user = saslprep(self.username).replace("=", "=3D").replace(",", "=2C")
         self._prepared_password = saslprep(self.password, secret=True).encode("utf-8")
-        self._nonce = nonce or secrets.token_urlsafe(24)
+        self._nonce = nonce or base64.urlsafe_b64encode(os.urandom(24)).decode()  # 192 bits
         self._first_bare = f"n={user},r={self._nonce}"
         self._server_signature: bytes | None = None
         self._verified = False
@@ -180,20 +190,36 @@ class _Scram(_PasswordMechanism):
             raise SASLError(f"{self.name}: the server's nonce does not extend ours")
         if not 1 <= iterations <= SCRAM_MAX_ITERATIONS:
             raise SASLError(f"{self.name}: unreasonable iteration count {iterations}")
-        salted = hashlib.pbkdf2_hmac(self.hash_name, self._prepared_password, salt, iterations)
+        keys = None
+        if self._server is not None:
+            password = self._prepared_password
+            keys = scram_keys.take(
+                self._server, self.hash_name, self.username, password, salt, iterations
+            )
+        if keys is None:
+            salted = hashlib.pbkdf2_hmac(self.hash_name, self._prepared_password, salt, iterations)
+            client_key = self._hmac(salted, b"Client Key")
+            server_key = self._hmac(salted, b"Server Key")
+            keys = ScramKeys(client_key, server_key, salt, iterations)
+        self._keys = keys
         without_proof = f"c=biws,r={nonce}"  # biws = base64("n,,")
         auth_message = f"{self._first_bare},{server_first},{without_proof}".encode()
-        client_key = self._hmac(salted, b"Client Key")
-        stored_key = hashlib.new(self.hash_name, client_key).digest()
+        stored_key = hashlib.new(self.hash_name, keys.client_key).digest()
         signature = self._hmac(stored_key, auth_message)
-        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-        self._server_signature = self._hmac(self._hmac(salted, b"Server Key"), auth_message)
+        proof = bytes(a ^ b for a, b in zip(keys.client_key, signature, strict=True))
+        self._server_signature = self._hmac(keys.server_key, auth_message)
         return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
 
     def finish(self) -> None:
         if not self._verified:
             raise SASLError(
                 f"{self.name}: the server accepted us without proving it knows the password"
+            )
+        if self._server is not None and self._keys is not None:
+            # Cached only now: the server accepted them and proved it knows
+            # the same password.  A failure never puts them (back) in.
+            scram_keys.keep(
+                self._server, self.hash_name, self.username, self._prepared_password, self._keys
             )
 
 
@@ -266,11 +292,41 @@ MECHANISMS: dict[str, type[Mechanism]] = {
     m.name: m for m in (ScramSHA256, ScramSHA1, CramMD5, Plain, Login, OAuthBearer, XOAuth2)
 }
 PASSWORD_ORDER = ("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN")
+# Over a verified TLS session the channel already authenticates the server
+# and hides the exchange, so PLAIN is as safe there as SCRAM against
+# everyone but the server itself, and it costs the server no key
+# derivation (a server storing plaintext passwords runs PBKDF2 with a fresh
+# salt for every SCRAM login).  See docs/guide/tls.md.
+VERIFIED_TLS_PASSWORD_ORDER = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "LOGIN")
 TOKEN_ORDER = ("OAUTHBEARER", "XOAUTH2")
 
 
-def choose(credentials: Credentials, offered: frozenset[str], requested: str | None) -> str:
-    """Pick the mechanism: the one requested, else the strongest both sides support.
+def create(name: str, credentials: Credentials, *, server: str | None = None) -> Mechanism:
+    """A new exchange of mechanism *name* for *credentials*; SCRAM caches its
+    derived keys under *server* (e.g. "host:port"; None: no caching).
+
+    Raises:
+        KeyError: *name* is not in ``MECHANISMS``.
+        SASLError: SCRAM: the user name or password fails SASLprep.
+    """
+    factory = MECHANISMS[name]
+    if issubclass(factory, _Scram):
+        assert isinstance(credentials, Password)
+        return factory(credentials, server=server)
+    return factory(credentials)  # type: ignore[call-arg]
+
+
+def choose(
+    credentials: Credentials,
+    offered: frozenset[str],
+    requested: str | None,
+    *,
+    verified_tls: bool = False,
+) -> str:
+    """Pick the mechanism: the one requested, else the first both sides
+    support in ``TOKEN_ORDER`` for a token, and for a password in
+    ``VERIFIED_TLS_PASSWORD_ORDER`` over a *verified_tls* session,
+    ``PASSWORD_ORDER`` (strongest first) otherwise.
 
     Raises:
         ValueError: the requested mechanism is unknown or does not fit the
@@ -278,7 +334,11 @@ def choose(credentials: Credentials, offered: frozenset[str], requested: str | N
         ExtensionNotSupported: no suitable mechanism is offered.
     """
     token = isinstance(credentials, OAuth2)
-    order = TOKEN_ORDER if token else PASSWORD_ORDER
+    order: tuple[str, ...]
+    if token:
+        order = TOKEN_ORDER
+    else:
+        order = VERIFIED_TLS_PASSWORD_ORDER if verified_tls else PASSWORD_ORDER
     if requested is not None:
         name = requested.upper()
         if name not in order:

@@ -10,6 +10,12 @@ headers written as IDNA A-labels; a body line over 998 octets (RFC 5321
 On request, 8-bit parts are re-encoded the same way for a server without
 8BITMIME (RFC 6152), and a ``TLS-Required: No`` header (RFC 8689 §5) is
 added.
+
+Whatever the generator wrote, the header block of the bytes that go out
+is checked against the message object (``headercheck``): exactly its
+header fields, in order, no bare CR, LF or NUL -- a header value with a
+line break in it (a compat32 value, or CVE-2024-6923's encoded word on
+an unpatched interpreter) cannot add a field.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import copy
 import email.encoders
 import email.utils
 import quopri
+import re
 from collections.abc import Iterable, Sequence
 from email.generator import BytesGenerator
 from email.headerregistry import Address, Group
@@ -25,15 +32,17 @@ from email.message import Message
 from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from email.policy import EmailPolicy, Policy
 from io import BytesIO
+from typing import Protocol
 
 from smtpclient.body import Body
 from smtpclient.envelope import DSN, Envelope
 from smtpclient.errors import ExtensionNotSupported, InvalidAddressError, MessageContentError
-from smtpclient.protocol.commands import normalise_domain
+from smtpclient.headercheck import check_message_header
+from smtpclient.protocol.commands import check_text, normalise_domain
 from smtpclient.protocol.data import MAX_LINE_LENGTH, BodyScanner
 from smtpclient.protocol.extensions import Extensions
 
-__all__ = ["ADDRESS_HEADERS", "envelope_addresses", "prepare_message", "serialise"]
+__all__ = ["ADDRESS_HEADERS", "Signer", "envelope_addresses", "prepare_message", "serialise"]
 
 # Headers whose values are address lists (RFC 5322 §3.6.2, §3.6.3, §3.6.6).
 ADDRESS_HEADERS = (
@@ -47,6 +56,16 @@ ADDRESS_HEADERS = (
     "Resent-To",
     "Resent-Cc",
 )
+
+
+class Signer(Protocol):
+    """Adds a signature header field (``dkim.DKIMSigner``)."""
+
+    def sign(self, message: bytes) -> bytes:
+        """The DKIM-Signature header field for *message*, CRLF-terminated."""
+        ...
+
+
 # Content-Transfer-Encodings that may carry 8-bit octets (or that lie about it).
 _EIGHT_BIT_CTES = ("8bit", "binary", "7bit", "")
 
@@ -56,7 +75,11 @@ def envelope_addresses(
 ) -> tuple[str, list[str]]:
     """Sender and recipients for *message*, from its headers where not given.
 
+    Control and format characters are refused first, in given addresses and
+    in the header fields the envelope is taken from (display names too).
+
     Raises:
+        InvalidAddressError: a control or format character (``check_text``).
         ValueError: more than one Resent- block, or no sender/recipient found.
     """
     resent = message.get_all("Resent-Date")
@@ -68,22 +91,38 @@ def envelope_addresses(
         raise ValueError("message has more than one 'Resent-' header block")
     if from_addr is None:
         field = prefix + "Sender" if (prefix + "Sender") in message else prefix + "From"
-        values = [str(v) for v in message.get_all(field, [])]
+        values = _checked_values(message, field)
         found = [addr for _, addr in email.utils.getaddresses(values) if addr]
         if not found:
             raise ValueError(f"the message has no {field} header to take the sender from")
         from_addr = found[0]
+    else:
+        check_text(from_addr, "sender", InvalidAddressError)
     if to_addrs is None:
         values = []
         for name in ("To", "Bcc", "Cc"):
-            values += [str(v) for v in message.get_all(prefix + name, [])]
+            values += _checked_values(message, prefix + name)
         to_addrs = [addr for _, addr in email.utils.getaddresses(values) if addr]
     elif isinstance(to_addrs, str):
         to_addrs = [to_addrs]
     recipients = list(to_addrs)
+    for recipient in recipients:
+        check_text(recipient, "recipient address", InvalidAddressError)
     if not recipients:
         raise ValueError("the message has no recipients (no To, Cc or Bcc)")
     return from_addr, recipients
+
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _checked_values(message: Message, field: str) -> list[str]:
+    """The values of *field*, unfolded, refused if they hold a control or
+    format character (a tab is folding white space, not a control)."""
+    values = [_FOLD.sub("", str(value)) for value in message.get_all(field, [])]
+    for value in values:
+        check_text(value.replace("\t", " "), f"the {field} header", InvalidAddressError)
+    return values
 
 
 def _headers_ascii(message: Message) -> bool:
@@ -199,15 +238,19 @@ def serialise(
     utf8: bool,
     seven_bit: bool = False,
     extra_headers: Sequence[tuple[str, str]] = (),
+    signers: Sequence[Signer] = (),
 ) -> bytes:
     """The message as CRLF bytes, without Bcc/Resent-Bcc, lines within 998 octets.
 
     *utf8* writes UTF-8 headers (SMTPUTF8); without it non-ASCII domains in
     address headers become A-labels.  *seven_bit* re-encodes 8-bit parts
     as quoted-printable or base64.  *extra_headers* replace any header of
-    the same name.  *message* itself is never modified.
+    the same name.  Each of *signers* signs the result and its
+    DKIM-Signature goes on top.  *message* itself is never modified.
 
     Raises:
+        HeaderInjectionError: the header block of the result is not exactly
+            the message's header fields (a value with a line break in it).
         MessageContentError: a line is still too long after re-encoding (a
             header that cannot be folded), or 8-bit octets remain with
             *seven_bit* (raw 8-bit header bytes).
@@ -242,6 +285,14 @@ def serialise(
                 "the message still has 8-bit octets after re-encoding its parts "
                 "(raw 8-bit bytes in a header?)"
             )
+    names = copied.keys()
+    check_message_header(data, names)
+    if signers:
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"  # signed exactly as sent: the encoder would add it
+        fields = [signer.sign(data) for signer in signers]
+        data = b"".join(fields) + data
+        check_message_header(data, ["DKIM-Signature"] * len(fields) + names)
     return data
 
 

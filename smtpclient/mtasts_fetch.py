@@ -45,6 +45,7 @@ from smtpclient.mtasts import (
 )
 from smtpclient.netpolicy import TargetPolicy
 from smtpclient.resolver import Resolver
+from smtpclient.session.budget import CALL_DEADLINE
 from smtpclient.tls import verifying_context
 
 __all__ = [
@@ -143,9 +144,13 @@ def fetch_policy(
 
     Raises:
         PolicyFetchError: anything but a verified 200 text/plain answer of
-            at most ``MAX_POLICY_BYTES`` within *timeout* seconds.
+            at most ``MAX_POLICY_BYTES`` within *timeout* seconds (fewer
+            when the calling ``deliver()`` has less time left).
     """
     deadline = time.monotonic() + timeout
+    call = CALL_DEADLINE.get()  # a deliver() deadline counts the fetch too
+    if call is not None:
+        deadline = min(deadline, call.expires)
     try:
         host = ascii_name(f"mta-sts.{domain}")
         addresses = resolver.host_addresses(host, target_policy=target_policy)

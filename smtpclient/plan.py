@@ -12,37 +12,19 @@ from dataclasses import dataclass
 
 from smtpclient.body import Body, BodyInfo
 from smtpclient.envelope import Envelope, Recipient
-from smtpclient.errors import (
-    ExtensionNotSupported,
-    MessageContentError,
-    MessageTooLarge,
-    TLSRequiredError,
-)
+from smtpclient.errors import ExtensionNotSupported, MessageContentError, TLSRequiredError
 from smtpclient.protocol import commands
-from smtpclient.protocol.data import MAX_LINE_LENGTH, Framing
+from smtpclient.protocol.data import (  # the size rule: plan.content_size, plan.size_parameter
+    MAX_LINE_LENGTH,
+    Framing,
+    content_size,
+    nul_error,
+    size_parameter,
+)
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.tls import TLSInfo
 
 __all__ = ["Plan", "build_plan", "content_params", "content_size", "orcpt", "size_parameter"]
-
-
-def content_size(canonical: bytes) -> int:
-    """The size SIZE declares for content already in canonical form (CRLF
-    line ends): its octets, with the final CRLF it will be sent with."""
-    return len(canonical) + (0 if not canonical or canonical.endswith(b"\r\n") else 2)
-
-
-def size_parameter(size: int, limit: int | None, offered: bool) -> str | None:
-    """The message-size rule (RFC 1870): a message of *size* octets is refused
-    before MAIL when over the server's *limit*; when SIZE is *offered*, the
-    value MAIL FROM declares (else None).
-
-    Raises:
-        MessageTooLarge: *size* is over *limit*.
-    """
-    if limit is not None and size > limit:
-        raise MessageTooLarge(f"the message is {size} octets; the server accepts at most {limit}")
-    return str(size) if offered else None
 
 
 def content_params(body: str | None, size: str | None) -> dict[str, str | None]:
@@ -183,7 +165,8 @@ def build_plan(
             REQUIRETLS is needed and not offered.
         TLSRequiredError: REQUIRETLS without a verified TLS session.
         MessageTooLarge: over the server's SIZE limit.
-        MessageContentError: a line over 998 octets.
+        MessageContentError: a line over 998 octets; NulOctetError, a NUL
+            octet without *binary*; HeaderInjectionError, see ``Body.info``.
     """
     ext = extensions
     utf8_needed = _needs_utf8(envelope)
@@ -194,6 +177,8 @@ def build_plan(
             extension="SMTPUTF8",
         )
     info = body.info()
+    if info.nul and not binary:  # RFC 5322 §2.3: NUL only in BINARYMIME
+        raise nul_error()
     if binary:
         if not (ext.chunking and ext.binarymime):
             raise ExtensionNotSupported(

@@ -103,7 +103,9 @@ class SessionPool:
         self.max_messages = max_messages
         self.health_check_after = health_check_after
         self._book = Book()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # waits for a free slot
+        self._waiting = 0  # threads in self._cond.wait(): notify only when there are any
         self._closed = False
         self._pid = os.getpid()
         self._finalizer = weakref.finalize(self, Book.drop_all, self._book)
@@ -129,7 +131,8 @@ class SessionPool:
         deadline = time.monotonic() + wait
         key = settings.key
         while True:
-            self._check_process()
+            if self._pid != os.getpid():
+                self._check_process()  # a fork the at-fork hook did not see
             entry, opening, retired, evicted = self._reserve(key, deadline, wait, fresh=fresh)
             self._retire(retired)
             if opening:
@@ -139,12 +142,14 @@ class SessionPool:
             try:
                 healthy = self._healthy(entry)
             except BaseException:
+                with self._lock:
+                    self._book.reused -= 1
                 self._checkin(entry, discard=True, polite=False)
                 raise
             if healthy:
-                with self._cond:
-                    self._book.reused += 1
                 return Lease(entry, self._checkin, reused=True)
+            with self._lock:
+                self._book.reused -= 1  # counted by _reserve, but not reused after all
             self._checkin(entry, discard=True, polite=False)
 
     @contextmanager
@@ -165,17 +170,17 @@ class SessionPool:
         one (True); plus connections to retire outside the lock, and the
         idle connection evicted to make the slot (closed before connecting)."""
         book = self._book
-        with self._cond:
+        with self._lock:
             while True:
                 if self._closed:
                     raise PoolClosedError("the session pool is closed")
                 retired = self._expired()
                 stack = book.idle.get(key)
                 if stack and not fresh:
+                    # An emptied stack stays: check-in refills it (no rehash).
                     entry = stack.pop()
-                    if not stack:
-                        del book.idle[key]
                     book.leased.add(entry)
+                    book.reused += 1
                     return entry, False, retired, None
                 evicted = None
                 if book.open_count >= self.max_connections and not retired:
@@ -196,24 +201,47 @@ class SessionPool:
                         "checkout timeout, or send less at once)",
                         host=key.host,
                     )
-                self._cond.wait(left)
+                self._waiting += 1
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._waiting -= 1
+
+    def _wake(self) -> None:
+        """Under the lock: wake the threads waiting for a slot, if any."""
+        if self._waiting:
+            self._cond.notify_all()
 
     def _expired(self) -> list[Entry]:
         """Under the lock: take out every idle connection due for retirement
         (each keeps counting as open until ``_retire`` has closed it)."""
+        book = self._book
         now = time.monotonic()
+        if now < book.next_due:
+            # No idle connection is old or idle enough yet (the usual case):
+            # their message counts were checked at check-in, and whether a
+            # session is still usable is checked as it is handed out.
+            return []
         out: list[Entry] = []
-        for key in list(self._book.idle):
-            stack = self._book.idle[key]
+        next_due = float("inf")
+        for key in list(book.idle):
+            stack = book.idle[key]
             keep = [e for e in stack if not self._due(e, now)]
             if len(keep) != len(stack):
                 out += [e for e in stack if e not in keep]
                 if keep:
-                    self._book.idle[key] = keep
+                    book.idle[key] = keep
                 else:
-                    del self._book.idle[key]
-        self._book.closing += len(out)
+                    del book.idle[key]
+            for entry in keep:
+                next_due = min(next_due, self._due_at(entry))
+        book.next_due = next_due
+        book.closing += len(out)
         return out
+
+    def _due_at(self, entry: Entry) -> float:
+        """When an idle *entry* becomes due for retirement by age or idleness."""
+        return min(entry.idle_since + self.max_idle_time, entry.session.created + self.max_age)
 
     def _due(self, entry: Entry, now: float) -> bool:
         session = entry.session
@@ -231,18 +259,18 @@ class SessionPool:
                 close_entry(evicted)
             session = settings.connect()
         except BaseException:
-            with self._cond:
+            with self._lock:
                 self._book.opening = max(self._book.opening - 1, 0)
-                self._cond.notify_all()
+                self._wake()
             raise
         entry = Entry(session, key)
-        with self._cond:
+        with self._lock:
             self._book.opening = max(self._book.opening - 1, 0)
             closed = self._closed
             if not closed:
                 self._book.opened += 1
                 self._book.leased.add(entry)
-            self._cond.notify_all()
+            self._wake()
         if closed:
             session.quit()
             raise PoolClosedError("the session pool was closed while connecting")
@@ -272,7 +300,7 @@ class SessionPool:
 
     def _checkin(self, entry: Entry, *, discard: bool, polite: bool = True) -> None:
         retired: list[Entry] = []
-        with self._cond:
+        with self._lock:
             book = self._book
             if entry not in book.leased:
                 return  # forgotten at fork: its descriptor was dropped already
@@ -284,10 +312,15 @@ class SessionPool:
             else:
                 entry.idle_since = now
                 book.idle.setdefault(entry.key, []).append(entry)
-            later = self._expired()
-            self._cond.notify_all()
-        self._retire(retired, polite=polite)
-        self._retire(later)
+                due = min(now + self.max_idle_time, entry.session.created + self.max_age)
+                book.next_due = min(book.next_due, due)
+            later = self._expired() if now >= book.next_due else []
+            if self._waiting:
+                self._cond.notify_all()
+        if retired:
+            self._retire(retired, polite=polite)
+        if later:
+            self._retire(later)
 
     def _retire(self, entries: list[Entry], *, polite: bool = True) -> None:
         """Outside the lock: close retired connections, then free their slots."""
@@ -297,9 +330,9 @@ class SessionPool:
             for entry in entries:
                 close_entry(entry, polite=polite)
         finally:
-            with self._cond:
+            with self._lock:
                 self._book.closing = max(self._book.closing - len(entries), 0)
-                self._cond.notify_all()
+                self._wake()
 
     def prune(self) -> int:
         """Retire idle connections that are due (too old, idle too long, or
@@ -307,7 +340,7 @@ class SessionPool:
         every checkout and check-in; call it from a timer if your process can
         sit idle for long and you want sockets closed promptly."""
         self._check_process()
-        with self._cond:
+        with self._lock:
             retired = self._expired()
             idle = [e for stack in self._book.idle.values() for e in stack]
         self._retire(retired)
@@ -315,7 +348,7 @@ class SessionPool:
         # Only peek here (never read): another thread may check one of these
         # out meanwhile, and its replies must not be consumed by us.
         hung_up = [e for e in idle if e.session.channel.transport.readable()]
-        with self._cond:
+        with self._lock:
             stale = [e for e in hung_up if self._book.take(e)]
             self._book.closing += len(stale)
         self._retire(stale, polite=False)
@@ -336,7 +369,9 @@ class SessionPool:
         The lock may have been held by a parent thread at the moment of the
         fork (that thread does not exist here), so it is replaced, not taken.
         """
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
         self._finalizer.detach()
         self._book.drop_all()
         self._book = Book()  # the child's pool starts afresh, counters too
@@ -347,7 +382,7 @@ class SessionPool:
 
     def stats(self) -> PoolStats:
         """A consistent snapshot of the pool's counters."""
-        with self._cond:
+        with self._lock:
             book = self._book
             return PoolStats(
                 open=book.open_count,
@@ -369,15 +404,15 @@ class SessionPool:
         wait up to *timeout* seconds (None: without limit) for the ones in use
         to come back (they are closed as they do).  Safe to call twice."""
         self._check_process()
-        with self._cond:
+        with self._lock:
             self._closed = True
             retired = [e for stack in self._book.idle.values() for e in stack]
             self._book.idle.clear()
             self._book.closing += len(retired)
-            self._cond.notify_all()
+            self._wake()
         self._retire(retired)
         end = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while self._book.leased or self._book.opening or self._book.closing:
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
@@ -386,7 +421,11 @@ class SessionPool:
                         len(self._book.leased) + self._book.opening,
                     )
                     break
-                self._cond.wait(left)
+                self._waiting += 1
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._waiting -= 1
 
     def __enter__(self) -> SessionPool:
         return self

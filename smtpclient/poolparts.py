@@ -46,6 +46,9 @@ class Book:
         self.peak = 0
         self.opened = 0
         self.reused = 0
+        # No idle connection is due for retirement by age or idleness before
+        # this time.monotonic() (a lower bound: the pool rescans once past it).
+        self.next_due = float("inf")
 
     @property
     def idle_count(self) -> int:

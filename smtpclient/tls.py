@@ -9,18 +9,19 @@ when the socket was opened to a pre-resolved IP address.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import ssl
+import threading
 from dataclasses import dataclass, field
 
-import certifi
-
-from smtpclient.certinfo import summarize
+from smtpclient.certinfo import CertificateSummary, summarize
 
 __all__ = [
     "TLSInfo",
     "TLSMode",
     "default_mode",
+    "shared_verifying_context",
     "tls_info",
     "unverified_context",
     "verifying_context",
@@ -75,11 +76,39 @@ def verifying_context(
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
     if cafile is None and capath is None and cadata is None:
+        import certifi  # noqa: PLC0415 (only when a context is built: start-up stays light)
+
         context.load_verify_locations(cafile=certifi.where())
     else:
         context.load_verify_locations(cafile=cafile, capath=capath, cadata=cadata)
     if certfile is not None:
         context.load_cert_chain(certfile, keyfile, password)
+    return context
+
+
+_shared_lock = threading.Lock()
+_shared: ssl.SSLContext | None = None
+
+
+def shared_verifying_context() -> ssl.SSLContext:
+    """The process's one ``verifying_context()``, used when the caller gives
+    no ``ssl_context``: loading certifi's bundle costs about 20 ms, and TLS
+    sessions resume only with the context that made them (see tlsresume).
+
+    Internal: it is shared by every such connection, so it is never handed
+    to callers (who may change a context); ``verifying_context()`` still
+    returns a new one each call.
+
+    Raises:
+        OSError, ssl.SSLError: certifi's bundle cannot be loaded.
+    """
+    global _shared  # noqa: PLW0603 (one lazily built value per process)
+    context = _shared
+    if context is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = verifying_context()
+            context = _shared
     return context
 
 
@@ -121,6 +150,10 @@ class TLSInfo:
         verify_error: why verification failed, when an OPPORTUNISTIC session
             fell back to an unverified handshake (e.g. "certificate has expired").
         peer_certificate: the certificate's DER bytes, for tools that decode it.
+        resumed: True when the handshake resumed an earlier TLS session of
+            this process (same server name, host, port and context; see
+            ``smtpclient.tlsresume``); the certificate fields then describe
+            the certificate verified by that earlier handshake.
     """
 
     version: str
@@ -133,12 +166,20 @@ class TLSInfo:
     peer_certificate: bytes | None = field(default=None, repr=False)
     not_before: str | None = None
     verify_error: str | None = None
+    resumed: bool = False
 
     def __str__(self) -> str:
         state = "verified" if self.verified else "NOT verified"
         if self.verify_error:
             state += f" ({self.verify_error})"
         return f"{self.version} {self.cipher}, certificate {state}"
+
+
+@functools.lru_cache(maxsize=32)
+def _summary(der: bytes) -> CertificateSummary | None:
+    """``summarize``, remembered: a client reconnecting to the same servers
+    sees the same few certificates (the summary is a frozen value)."""
+    return summarize(der)
 
 
 def tls_info(
@@ -152,7 +193,7 @@ def tls_info(
     whether or not it was verified)."""
     cipher = sock.cipher()
     der = sock.getpeercert(binary_form=True)
-    summary = summarize(der)
+    summary = _summary(der) if der else None
     return TLSInfo(
         version=sock.version() or "",
         cipher=cipher[0] if cipher else "",
@@ -164,4 +205,5 @@ def tls_info(
         peer_certificate=der,
         not_before=summary.not_before if summary else None,
         verify_error=verify_error,
+        resumed=bool(sock.session_reused),
     )

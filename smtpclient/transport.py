@@ -29,14 +29,17 @@ from smtpclient.errors import (
 from smtpclient.protocol.state import Stage
 from smtpclient.sockets import (
     Address,
+    ack_at_once,
     format_sockaddr,
     local_ip,
     open_socket,
     peer_name,
+    peer_port,
     resolve,
 )
 from smtpclient.timeouts import Deadline
 from smtpclient.tls import TLSInfo, tls_info
+from smtpclient.tlsresume import Offer, resumable, sessions
 
 __all__ = ["Address", "Transport", "resolve"]
 
@@ -119,6 +122,12 @@ class Transport:
         self._rcvtimeo = self._sndtimeo = math.inf  # what the options are set to
         self._readable: select.poll | None = None
         self._writable: select.poll | None = None
+        # After a TLS handshake: where to keep its session once the server's
+        # ticket has arrived, and whether the next write needs a quick ACK.
+        # (context, server name, port, when the certificate was verified)
+        self._session_for: tuple[ssl.SSLContext, str | None, int, float] | None = None
+        self._session_on_read = False  # look for it after the next read
+        self._ack_after_write = False
         self._arm(sock)
 
     def _arm(self, sock: socket.socket) -> None:
@@ -259,6 +268,11 @@ class Transport:
                         self._wait(self._writable, deadline)
                     except ssl.SSLWantReadError:
                         self._wait(self._readable, deadline)
+            if self._ack_after_write:
+                # The first command after the handshake is out; the server's
+                # tickets may still be on their way (see ack_at_once).
+                self._ack_after_write = False
+                ack_at_once(sock)
         except (OSError, ValueError) as exc:
             self._fail(exc, deadline.stage)
 
@@ -328,6 +342,9 @@ class Transport:
                         continue  # woken without a whole TLS record
                     except ssl.SSLWantWriteError:
                         self._wait(self._writable, deadline)
+                if self._session_on_read:
+                    self._session_on_read = False
+                    self._keep_session()
         except (OSError, ValueError) as exc:
             self._fail(exc, deadline.stage)
         if not data:
@@ -385,10 +402,17 @@ class Transport:
             SMTPTimeoutError: the handshake stalled.
         """
         sock = self._require()
+        port = peer_port(sock)
+        # Only a session made with this very context for this name, host
+        # and port is offered (tlsresume); the server may still refuse it.
+        offer = sessions.take(context, server_hostname, self.host, port)
         try:
             sock.settimeout(deadline.remaining())
             wrapped = context.wrap_socket(
-                sock, server_hostname=server_hostname, do_handshake_on_connect=False
+                sock,
+                server_hostname=server_hostname,
+                do_handshake_on_connect=False,
+                session=offer.session if offer is not None else None,
             )
             # wrap_socket detached the plain socket: the wrapper owns the fd now.
             self.sock = wrapped
@@ -396,9 +420,34 @@ class Transport:
             self._arm(wrapped)
         except (OSError, ValueError) as exc:
             self._fail(exc, deadline.stage)
+        # The server's tickets follow the handshake: acknowledge them at once,
+        # and again after our next write (see ack_at_once).
+        ack_at_once(wrapped)
+        self._ack_after_write = True
         verified = context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        if verified:
+            # Only sessions whose certificate was verified for this name are
+            # kept (an unverified one would save nothing worth the entry).
+            resumed = offer is not None and wrapped.session_reused
+            verified_at = offer.verified_at if resumed and offer is not None else time.time()
+            self._session_for = (context, server_hostname, port, verified_at)
+            self._session_on_read = True
         self.tls = tls_info(wrapped, verified=verified, server_hostname=server_hostname)
         return self.tls
+
+    def _keep_session(self) -> None:
+        """Keep the TLS session for the next connection if it carries a
+        ticket (TLS 1.3: there after the first read) or an id (TLS 1.2).
+        Tried after the first read and, if there was nothing yet, at close."""
+        sock, target = self.sock, self._session_for
+        if not isinstance(sock, ssl.SSLSocket) or target is None:
+            return
+        session = sock.session
+        if resumable(session, sock.version()):
+            assert session is not None
+            self._session_for = None
+            context, server_hostname, port, verified_at = target
+            sessions.keep(context, server_hostname, self.host, port, Offer(session, verified_at))
 
     def _fail(self, exc: BaseException, stage: Stage) -> NoReturn:
         self.close()
@@ -406,6 +455,10 @@ class Transport:
 
     def close(self) -> None:
         """Close the socket; safe to call any number of times."""
+        if self._session_for is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._keep_session()
+            self._session_for = None
         sock, self.sock = self.sock, None
         self._readable = self._writable = None
         if sock is not None:

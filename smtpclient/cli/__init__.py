@@ -76,8 +76,11 @@ def _unavailable(name: str, reason: BaseException) -> Callable[[argparse.Namespa
     return handler
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full command-line parser, with every subcommand that can be loaded."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full command-line parser, with every subcommand that can be loaded
+    -- or, with *only*, just that one (each subcommand's module is imported
+    to register it, and ``smtpclient sendmail`` from cron should not pay for
+    the resolver, the demo server or the prober)."""
     parser = _Parser(
         prog=PROG,
         description=DESCRIPTION,
@@ -88,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         title="commands", dest="command", metavar="COMMAND", parser_class=_Parser
     )
-    for name in SUBCOMMANDS:
+    for name in SUBCOMMANDS if only is None else (only,):
         try:
             module = importlib.import_module(f"smtpclient.cli.{name}")
         except ImportError as exc:
@@ -118,9 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = sys.argv[1:]
         if _invoked_as_sendmail():
             argv = ["sendmail", *argv]
-    parser = build_parser()
+    argv = list(argv)
+    # The command is the first argument (no option comes before it but
+    # --help and --version, which need the full parser).
+    only = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    parser = build_parser(only)
     try:
-        args = parser.parse_args(list(argv))
+        args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help(sys.stderr)
             return EX_USAGE

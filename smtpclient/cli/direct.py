@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from smtpclient.cli.common import connection_settings, report_error
 from smtpclient.cli.compose import Composed
@@ -89,8 +91,11 @@ def direct_options(args: argparse.Namespace) -> DirectOptions:
     )
 
 
-def deliver_direct(composed: Composed, dsn: DSN | None, options: DirectOptions) -> list[Outcome]:
-    """Deliver to the recipients' MX hosts; one outcome per recipient."""
+def deliver_direct(
+    composed: Composed, dsn: DSN | None, options: DirectOptions, *, dkim: Sequence[Any] = ()
+) -> list[Outcome]:
+    """Deliver to the recipients' MX hosts; one outcome per recipient
+    (DKIM-signed by the ``DKIMSigner`` objects in *dkim*)."""
     from smtpclient.delivery import deliver  # noqa: PLC0415 - loads dnspython
     from smtpclient.resolver import Resolver  # noqa: PLC0415
 
@@ -112,6 +117,7 @@ def deliver_direct(composed: Composed, dsn: DSN | None, options: DirectOptions) 
             local_hostname=options.local_hostname,
             dsn=dsn,
             target_policy=options.target_policy,
+            dkim=list(dkim) or None,
         )
     except (SMTPClientError, ValueError, TypeError) as exc:
         report_error(exc, None)

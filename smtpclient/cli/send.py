@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from smtpclient.cli.common import (
     ServerAddress,
     add_tls_options,
     connection_settings,
+    fail,
     read_password,
     report_error,
 )
@@ -17,10 +19,14 @@ from smtpclient.cli.direct import add_direct_options, deliver_direct, direct_opt
 from smtpclient.cli.outcomes import Outcome, exit_code, from_error, from_result
 from smtpclient.cli.outcomes import print_outcomes as show
 from smtpclient.cli.sendopts import dsn_from, target_from
+from smtpclient.cli.signing import add_dkim_options, dkim_signers
 from smtpclient.cli.transcript import transcript
 from smtpclient.envelope import DSN
 from smtpclient.errors import SMTPClientError
 from smtpclient.session import Session
+
+if TYPE_CHECKING:
+    from smtpclient.dkim import DKIMSigner
 
 __all__ = ["dsn_from", "register", "run", "target_from"]
 
@@ -32,6 +38,8 @@ examples:
       --from cron@example.com --to ops@example.com --subject alert
   smtpclient send --server mail.example.com --eml message.eml --transcript
   smtpclient send --direct --from me@example.com --to you@example.org --body-file note.txt
+  smtpclient send --direct --from me@example.com --to you@example.org --body hi \
+      --dkim-key rsa.pem --dkim-selector r2026 --dkim-key ed.pem --dkim-selector e2026
   smtpclient send --server smtp.example.com --user me@example.com \\
       --bulk recipients.csv --template newsletter.eml --concurrency 4 --report out.csv
 
@@ -87,6 +95,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "opportunistic",
     )
 
+    add_dkim_options(parser)
+
     dsn = parser.add_argument_group("delivery status notifications (RFC 3461)")
     dsn.add_argument("--dsn-notify", metavar="WHEN", help="NEVER, or SUCCESS,FAILURE,DELAY")
     dsn.add_argument("--dsn-ret", choices=["FULL", "HDRS", "full", "hdrs"], help="what to return")
@@ -112,19 +122,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Send one message (or hand over to bulk sending) and print each outcome."""
     if args.bulk or args.template:
+        if args.dkim_key:
+            fail("--dkim-key is not available with --bulk")
         from smtpclient.cli.bulk import run_bulk  # noqa: PLC0415 - only bulk needs it
 
         return run_bulk(args)
     server = target_from(args)
     composed = compose(args)
     dsn = dsn_from(args)
+    signers = dkim_signers(args, composed.sender)
     password = read_password(args.user, str(server)) if args.user else None
     secrets = [password] if password else []
     with transcript(args.transcript, show_host=server is None, secrets=secrets):
         if server is None:
-            outcomes = deliver_direct(composed, dsn, direct_options(args))
+            outcomes = deliver_direct(composed, dsn, direct_options(args), dkim=signers)
         else:
-            outcomes = _relay(args, server, composed, dsn, password)
+            outcomes = _relay(args, server, composed, dsn, password, signers)
     if not args.quiet:
         show(outcomes, sys.stdout)
     return exit_code(outcomes)
@@ -136,6 +149,7 @@ def _relay(
     composed: Composed,
     dsn: DSN | None,
     password: str | None,
+    signers: tuple[DKIMSigner, ...] = (),
 ) -> list[Outcome]:
     settings = connection_settings(args)
     try:
@@ -151,9 +165,20 @@ def _relay(
         ) as session:
             if args.user and password is not None:
                 session.login(args.user, password)
-            result = session.send_message(
-                composed.message, composed.sender, list(composed.recipients), dsn=dsn
-            )
+            if signers:
+                from smtpclient.dkim import sign_message  # noqa: PLC0415
+
+                sender, recipients, data = sign_message(
+                    composed.message,
+                    signers,
+                    sender=composed.sender,
+                    recipients=list(composed.recipients),
+                )
+                result = session.sendmail(sender, recipients, data, dsn=dsn)
+            else:
+                result = session.send_message(
+                    composed.message, composed.sender, list(composed.recipients), dsn=dsn
+                )
     except (SMTPClientError, ValueError, TypeError) as exc:
         report_error(exc, server)
         return from_error(exc, composed.recipients)

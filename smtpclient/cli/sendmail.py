@@ -37,8 +37,6 @@ from smtpclient.cli.common import (
     fail,
     read_password,
 )
-from smtpclient.cli.compose import Composed
-from smtpclient.cli.direct import DirectOptions, deliver_direct
 from smtpclient.cli.outcomes import Outcome, exit_code, from_error, from_result, print_outcomes
 from smtpclient.cli.transcript import transcript
 from smtpclient.envelope import DSN
@@ -174,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         found = _addresses(parsed, ("From",))
         sender = args.sender or account.sender or (found[0] if found else _default_sender())
         added = _missing_headers(parsed, sender, args.full_name)
+        if headers and headers[0].endswith(b"\r\n"):
+            added = added.replace(b"\n", b"\r\n")  # one kind of line end in the header
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as message:
             message.write(added + b"".join(_drop(headers, (b"bcc", b"resent-bcc"))))
             if not headers:
@@ -220,6 +220,11 @@ def _send(
     dsn: DSN | None,
 ) -> list[Outcome]:
     if account.direct:
+        # Direct delivery needs the MX resolver (dnspython): loaded only here,
+        # so that a relaying sendmail (the usual cron case) starts fast.
+        from smtpclient.cli.compose import Composed  # noqa: PLC0415
+        from smtpclient.cli.direct import DirectOptions, deliver_direct  # noqa: PLC0415
+
         parsed = BytesParser(policy=policy.default).parsebytes(message.read())
         assert isinstance(parsed, EmailMessage)
         options = DirectOptions(

@@ -7,11 +7,17 @@ constructor signatures for the running Python (3.11 keeps the deprecated
 return values and side effects, and smtplib's very exception classes.
 Like smtplib it stays in plaintext until ``starttls()`` is called.
 
-Where smtplib is unsafe this module is not (see docs/migrating.md):
-``timeout`` bounds each whole reply, replies are size-capped, the default
-TLS context verifies certificates (certifi), the read buffer is discarded
-at STARTTLS, bytes bodies get CRLF line ends, AUTH secrets are redacted in
-``set_debuglevel`` output and control characters in commands are refused.
+It is a thin façade over the engine the native API uses: every command
+and reply goes through ``session.channel.Channel`` (deadlines on every
+write and whole reply, capped replies, the unsolicited-reply check before
+commands), addresses through the engine's address code, content through
+its content rules.  Where smtplib is unsafe this module is not (see
+docs/migrating.md): hostile addresses are refused before MAIL, stale or
+malformed replies raise (``UnsolicitedReplyError``, ``MalformedReplyError``)
+and close the connection, over-long lines and unsupported 8-bit content are
+refused before MAIL, header injection is refused, one thread at a time,
+the default TLS context verifies certificates, STARTTLS failures close the
+connection, AUTH secrets are redacted in ``set_debuglevel`` output.
 
 ``socket`` and ``datetime`` are looked up in this module at call time, so
 replacing ``smtpclient.compat.socket`` redirects connections exactly as
@@ -52,15 +58,24 @@ from smtplib import (
 from smtpclient.compat._client import SMTP
 from smtpclient.compat._client import SMTP_PORT as SMTP_PORT
 from smtpclient.compat._commands import OLDSTYLE_AUTH as OLDSTYLE_AUTH
+from smtpclient.compat._link import _MAXLINE as _MAXLINE
+from smtpclient.compat._link import CRLF as CRLF
 from smtpclient.compat._secure import _MAXCHALLENGE as _MAXCHALLENGE
 from smtpclient.compat._variants import LMTP as LMTP
 from smtpclient.compat._variants import LMTP_PORT as LMTP_PORT
 from smtpclient.compat._variants import SMTP_SSL
 from smtpclient.compat._variants import SMTP_SSL_PORT as SMTP_SSL_PORT
-from smtpclient.compat._wire import _MAXLINE as _MAXLINE
-from smtpclient.compat._wire import CRLF as CRLF
-from smtpclient.compat._wire import ReplyTimeoutError as ReplyTimeoutError
-from smtpclient.compat._wire import ReplyTooLargeError as ReplyTooLargeError
+from smtpclient.errors import HeaderInjectionError as HeaderInjectionError
+from smtpclient.errors import ReplyTimeoutError as ReplyTimeoutError
+from smtpclient.errors import ReplyTooLargeError as ReplyTooLargeError
+from smtpclient.errors.compat import AddressNeedsSMTPUTF8 as AddressNeedsSMTPUTF8
+from smtpclient.errors.compat import AlreadyConnectedError as AlreadyConnectedError
+from smtpclient.errors.compat import AlreadyEncryptedError as AlreadyEncryptedError
+from smtpclient.errors.compat import EightBitContentError as EightBitContentError
+from smtpclient.errors.compat import LongLineError as LongLineError
+from smtpclient.errors.compat import MalformedGreetingError as MalformedGreetingError
+from smtpclient.errors.compat import MalformedReplyError as MalformedReplyError
+from smtpclient.errors.compat import UnsolicitedReplyError as UnsolicitedReplyError
 
 __all__ = [
     "SMTPException",

@@ -1,10 +1,11 @@
-"""``SMTP``: smtplib's client class, command for command, on the library's safe parts.
+"""``SMTP``: smtplib's client class, command for command, on the engine.
 
 Return values, exceptions and side effects follow smtplib (the exception
-classes are smtplib's own).  Deliberate differences, each for safety, are
-listed in docs/migrating.md: replies bounded in time and size, certificates
-verified by default, control characters refused in commands, bytes bodies
-normalised to CRLF, AUTH secrets redacted in debug output.
+classes are smtplib's own, or subclasses of them).  Deliberate differences,
+each for safety, are listed in docs/migrating.md: every conversation runs
+through the engine's Channel (deadlines, reply caps, the unsolicited-data
+check), addresses and content are checked before MAIL, header injection is
+refused, one thread at a time, certificates verified by default.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from smtplib import (
 )
 from typing import Any, Self
 
-from smtpclient.compat._commands import Reply, canonical_body
+from smtpclient.compat._addresses import path
+from smtpclient.compat._commands import Reply, canonical_body, check_content_rules
+from smtpclient.compat._link import exclusive, namespace
 from smtpclient.compat._message import envelope, flatten, needs_smtputf8
 from smtpclient.compat._secure import SecureClient
-from smtpclient.compat._wire import namespace
+from smtpclient.errors import ServerDisconnected
+from smtpclient.errors.compat import AlreadyConnectedError
 
 __all__ = ["SMTP", "SMTP_PORT", "default_timeout"]
 
@@ -55,7 +59,7 @@ class SMTP(SecureClient):
         timeout: float | None = default_timeout,
         source_address: tuple[str, int] | None = None,
     ) -> None:
-        self._setup_wire()
+        self._setup_link()
         self._host = host
         self.timeout = timeout
         self.esmtp_features: dict[str, str] = {}
@@ -92,16 +96,23 @@ class SMTP(SecureClient):
         finally:
             self.close()
 
+    @exclusive
     def connect(
         self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
     ) -> Reply:
         """Connect to *host* (``"host:port"`` works when *port* is 0); return the greeting.
 
         Raises:
+            AlreadyConnectedError: this object is connected (``close()``
+                or ``quit()`` first); nothing is opened.
             OSError: the port in ``"host:port"`` is not a number, or the
                 connection failed.
             SMTPServerDisconnected: the server closed before greeting.
         """
+        if self._connected():
+            raise AlreadyConnectedError(
+                "already connected: call quit() or close() before connect()"
+            )
         if source_address:
             self.source_address = source_address
         if not port and host.count(":") == 1:
@@ -119,6 +130,7 @@ class SMTP(SecureClient):
             self._print_debug("connect:", repr(msg))
         return code, msg
 
+    @exclusive
     def sendmail(
         self,
         from_addr: str,
@@ -138,10 +150,23 @@ class SMTP(SecureClient):
             SMTPRecipientsRefused: every recipient was refused.
             SMTPDataError: DATA or the message was refused.
             SMTPNotSupportedError: SMTPUTF8 asked for but not offered.
-            UnicodeEncodeError: a str message is not ASCII.
+            UnicodeEncodeError: a str message is not ASCII, or an address
+                has a non-ASCII local part without SMTPUTF8.
+            ValueError: a malformed address or one with a control character
+                (``InvalidAddressError``), a line over 998 octets
+                (``LongLineError``), 8-bit content the server does not take
+                (``EightBitContentError``).
+            (Each of these before MAIL is sent.)
         """
         self.ehlo_or_helo_if_needed()
         body = canonical_body(msg)
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        # Decided before MAIL, so a refusal never leaves a transaction open.
+        utf8 = self._utf8_asked(mail_options)
+        path(from_addr, utf8=utf8, sender=True)
+        for recipient in recipients:
+            path(recipient, utf8=utf8)
+        check_content_rules(body, eight_bit_ok=self._eight_bit_ok())
         esmtp_options: list[str] = []
         if self.does_esmtp:
             if self.has_extn("size"):
@@ -151,7 +176,6 @@ class SMTP(SecureClient):
         if code != 250:
             self._after_refusal(code)
             raise SMTPSenderRefused(code, resp, from_addr)
-        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
         refused: dict[str, Reply] = {}
         for recipient in recipients:
             code, resp = self.rcpt(recipient, rcpt_options)
@@ -164,7 +188,7 @@ class SMTP(SecureClient):
             self._rset()
             raise SMTPRecipientsRefused(refused)
         try:
-            code, resp = self.data(body)
+            code, resp = self._data(body)
         except SMTPDataError as exc:
             # smtplib leaves the transaction open here; reset it (or drop a
             # closing connection) so the next sendmail() is not refused.
@@ -182,6 +206,7 @@ class SMTP(SecureClient):
         else:
             self._rset()
 
+    @exclusive
     def send_message(
         self,
         msg: Message,
@@ -195,6 +220,8 @@ class SMTP(SecureClient):
 
         Raises:
             ValueError: more than one block of Resent- headers.
+            HeaderInjectionError: a header value holds a CR or LF that is
+                not folding (a ``ValueError``); checked before MAIL.
             SMTPNotSupportedError: a non-ASCII address without SMTPUTF8.
             The exceptions of ``sendmail``.
         """
@@ -214,13 +241,26 @@ class SMTP(SecureClient):
 
     # --- ending -------------------------------------------------------------------------
 
+    @exclusive
     def quit(self) -> Reply:
-        """QUIT, then close; EHLO must be said again after a new connect()."""
-        result = self.docmd("quit")
-        self.ehlo_resp = self.helo_resp = None
-        self.esmtp_features = {}
-        self.does_esmtp = False
-        self.close()
+        """QUIT, then close; EHLO must be said again after a new connect().
+
+        A server that answers QUIT by closing the connection has done what
+        QUIT asks: that is a clean close, returned as ``(221, b"")``.
+
+        Raises:
+            SMTPServerDisconnected: not connected.
+        """
+        try:
+            result = self.docmd("quit")
+        except ServerDisconnected:
+            # Raised only once connected (before, smtplib's own class is).
+            result = (221, b"")
+        finally:
+            self.ehlo_resp = self.helo_resp = None
+            self.esmtp_features = {}
+            self.does_esmtp = False
+            self.close()
         return result
 
 

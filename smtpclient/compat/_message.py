@@ -9,6 +9,10 @@ import io
 from collections.abc import Sequence
 from email.message import Message
 
+from smtpclient.headercheck import check_message_header
+from smtpclient.message import serialise
+from smtpclient.protocol.data import MAX_LINE_LENGTH, BodyScanner
+
 __all__ = ["envelope", "flatten", "needs_smtputf8"]
 
 
@@ -44,7 +48,28 @@ def needs_smtputf8(sender: str, recipients: str | Sequence[str]) -> bool:
 
 
 def flatten(msg: Message, *, international: bool) -> bytes:
-    """The message as bytes with CRLF line ends, without its Bcc headers."""
+    """The message as bytes with CRLF line ends, without its Bcc headers.
+
+    Byte for byte what smtplib sends, unless a line is over 998 octets:
+    then the native API's serialisation, which re-encodes the parts with
+    long lines (quoted-printable or base64).  Either way the header block
+    goes through the library's header check (``headercheck``).
+
+    Raises:
+        HeaderInjectionError: the header block is not exactly the message's
+            header fields (a value with a line break in it); a ``ValueError``.
+        MessageContentError: a line stays too long after re-encoding (a
+            ``ValueError``).
+    """
+    data = _smtplib_bytes(msg, international=international)
+    scanner = BodyScanner()
+    scanner.feed(data)
+    if scanner.max_line > MAX_LINE_LENGTH:
+        return serialise(msg, utf8=international)
+    return data
+
+
+def _smtplib_bytes(msg: Message, *, international: bool) -> bytes:
     outgoing = copy.copy(msg)
     del outgoing["Bcc"]
     del outgoing["Resent-Bcc"]
@@ -56,4 +81,6 @@ def flatten(msg: Message, *, international: bool) -> bytes:
         else:
             generator = email.generator.BytesGenerator(buffer)
         generator.flatten(outgoing, linesep="\r\n")
-        return buffer.getvalue()
+        data = buffer.getvalue()
+    check_message_header(data, outgoing.keys())
+    return data

@@ -12,10 +12,14 @@ from smtplib import (
     SMTPAuthenticationError,
     SMTPException,
     SMTPNotSupportedError,
-    SMTPResponseException,
 )
 
 from smtpclient.compat._commands import CommandClient, Reply
+from smtpclient.compat._link import exclusive
+from smtpclient.errors import SMTPClientError, StartTLSError
+from smtpclient.errors.compat import AlreadyEncryptedError
+from smtpclient.protocol.reply import Reply as WireReply
+from smtpclient.protocol.state import Stage
 from smtpclient.tls import verifying_context
 
 __all__ = ["SecureClient", "context_for"]
@@ -38,6 +42,7 @@ class SecureClient(CommandClient):
 
     # --- AUTH ---------------------------------------------------------------------------
 
+    @exclusive
     def auth(
         self, mechanism: str, authobject: AuthObject, *, initial_response_ok: bool = True
     ) -> Reply:
@@ -89,6 +94,7 @@ class SecureClient(CommandClient):
             return self.user
         return self.password
 
+    @exclusive
     def login(self, user: str, password: str, *, initial_response_ok: bool = True) -> Reply:
         """AUTH with the first of CRAM-MD5, PLAIN, LOGIN the server offers,
         trying the next after a refusal.
@@ -127,6 +133,7 @@ class SecureClient(CommandClient):
 
     if sys.version_info >= (3, 12):
 
+        @exclusive
         def starttls(self, *, context: ssl.SSLContext | None = None) -> Reply:
             """STARTTLS, then TLS with *context* (default: verifying, certifi CAs).
 
@@ -140,6 +147,7 @@ class SecureClient(CommandClient):
 
     else:
 
+        @exclusive
         def starttls(
             self,
             keyfile: str | None = None,
@@ -163,24 +171,42 @@ class SecureClient(CommandClient):
             return self._starttls(context_for(context, keyfile, certfile))
 
     def _starttls(self, context: ssl.SSLContext | None) -> Reply:
+        channel = self._live_channel()
+        if isinstance(self.sock, ssl.SSLSocket) or channel.transport.tls is not None:
+            raise AlreadyEncryptedError("the connection is already under TLS; nothing was sent")
         self.ehlo_or_helo_if_needed()
         if not self.has_extn("starttls"):
             raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
         code, reply = self.docmd("STARTTLS")
         if code != 220:
-            raise SMTPResponseException(code, reply)
+            # The server may still expect a handshake, or be confused: the
+            # connection cannot be trusted in plaintext any more.
+            self.close()
+            raise StartTLSError(
+                "STARTTLS refused; the connection is closed",
+                reply=WireReply.from_wire(code, tuple(reply.split(b"\n"))),
+                stage=Stage.STARTTLS,
+                host=channel.host,
+            )
         if context is None:
             context = verifying_context()
         # RFC 3207 §4.2: bytes that came before the handshake are unprotected
         # (possibly injected) and must never be read as a reply under TLS.
-        dropped = self._parser.discard()
+        dropped = channel.discard_received()
         if dropped and self.debuglevel > 0:
             self._print_debug("starttls: discarded", dropped, "bytes received before TLS")
         try:
-            self.sock = context.wrap_socket(self.sock, server_hostname=self._tls_hostname())
-        except BaseException:
+            channel.transport.start_tls(
+                context, self._tls_hostname(), channel.deadline(Stage.STARTTLS)
+            )
+        except SMTPClientError as exc:
             self.close()
+            # smtplib raises the ssl module's own errors: so does compat.
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                raise cause from None
             raise
+        self.sock = channel.transport.sock
         self.file = None
         self.helo_resp = self.ehlo_resp = None
         self.esmtp_features = {}

@@ -8,8 +8,9 @@ from typing import Any
 
 from smtpclient.compat._client import SMTP, default_timeout
 from smtpclient.compat._commands import Reply
+from smtpclient.compat._link import exclusive, namespace
 from smtpclient.compat._secure import context_for
-from smtpclient.compat._wire import namespace
+from smtpclient.errors.compat import AlreadyConnectedError
 from smtpclient.tls import verifying_context
 
 __all__ = ["LMTP", "LMTP_PORT", "SMTP_SSL", "SMTP_SSL_PORT"]
@@ -109,17 +110,23 @@ class LMTP(SMTP):
             timeout=timeout,
         )
 
+    @exclusive
     def connect(
         self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None
     ) -> Reply:
         """Connect over TCP, or to a Unix socket when *host* starts with "/".
 
         Raises:
+            AlreadyConnectedError: this object is connected.
             ValueError: a timeout of 0.
             OSError: the connection failed.
         """
         if host[0] != "/":
             return super().connect(host, port, source_address=source_address)
+        if self._connected():
+            raise AlreadyConnectedError(
+                "already connected: call quit() or close() before connect()"
+            )
         if self.timeout is not None and not self.timeout:
             raise ValueError("Non-blocking socket (timeout=0) is not supported")
         socket_module = namespace().socket
@@ -140,8 +147,11 @@ class LMTP(SMTP):
             self._print_debug("connect:", msg)
         return code, msg
 
+    def _final_replies(self) -> int:
+        # RFC 2033 §4.2: one reply per recipient accepted since MAIL.
+        return len(self._accepted) or 1
+
     def _final_reply(self) -> Reply:
-        # One reply per recipient accepted since MAIL, in RCPT order.
         outcomes = []
         for recipient in self._accepted or [""]:
             outcomes.append((recipient, super()._final_reply()))

@@ -15,7 +15,8 @@ OPTIONS takes the names Django's own SMTP backend takes (``host``,
 ``port``, ``username``, ``password``, ``use_tls``, ``use_ssl``,
 ``timeout``, ``ssl_certfile``, ``ssl_keyfile``, ``fail_silently``) plus any
 ``Mailer`` keyword argument (``max_connections``, ``retry``,
-``ssl_context``, ``local_hostname``, ...).  An unknown option is Django's
+``ssl_context``, ``local_hostname``, ``dkim`` -- a ``DKIMSigner`` or
+several, signing every message --, ...).  An unknown option is Django's
 ``InvalidMailer`` naming it.  As in Django, ``port`` defaults to 465 with
 ``use_ssl``, 587 with ``use_tls`` and 25 otherwise.
 
@@ -64,6 +65,7 @@ from smtpclient.contrib.djangoversions import (
 )
 from smtpclient.contrib.shared import MailerRegistry, settings_key
 from smtpclient.errors import SMTPClientError
+from smtpclient.headercheck import check_message_header
 from smtpclient.mailer import Mailer
 from smtpclient.results import SendResult
 from smtpclient.timeouts import Timeouts
@@ -212,6 +214,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         self.options = {n: kwargs.pop(n) for n in list(kwargs) if n in MAILER_OPTION_NAMES}
+        self.dkim = self.options.get("dkim")  # DKIMSigner(s), passed to the Mailer
         if _MAILERS_API and kwargs.get("alias") is None:
             warn_direct_construction()
         # alias and any leftover keyword: Django names an unknown option.
@@ -360,4 +363,6 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             return None
         sender = self.prep_address(message.from_email)
         rcpts = [self.prep_address(address) for address in recipients]
-        return sender, rcpts, message_bytes(message)
+        data, names = message_bytes(message)
+        check_message_header(data, names)  # no header line the message lacks
+        return sender, rcpts, data

@@ -19,13 +19,16 @@ __all__ = [
 ]
 
 
-def message_bytes(message: Any) -> bytes:
-    """A Django ``EmailMessage`` as it goes on the wire, CRLF line ends."""
+def message_bytes(message: Any) -> tuple[bytes, list[str]]:
+    """A Django ``EmailMessage`` as it goes on the wire (CRLF line ends),
+    and the names of its header fields in order."""
     if _modern_message(message.__class__):
         # Django 6.0+: a stdlib email.message.EmailMessage (its as_bytes()
         # takes no linesep); the SMTP policy gives CRLF, as Django's backend.
-        return bytes(message.message(policy=email.policy.SMTP).as_bytes())
-    return bytes(message.message().as_bytes(linesep="\r\n"))
+        built = message.message(policy=email.policy.SMTP)
+        return bytes(built.as_bytes()), list(built.keys())
+    built = message.message()
+    return bytes(built.as_bytes(linesep="\r\n")), list(built.keys())
 
 
 @functools.lru_cache(maxsize=64)

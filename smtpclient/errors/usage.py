@@ -25,6 +25,22 @@ class MessageContentError(UsageError, ValueError):
     8-bit bytes in a body declared 7-bit); nothing of it was delivered."""
 
 
+class HeaderInjectionError(MessageContentError):
+    """The header that would go out is not exactly the message's own header
+    fields (a value with a line break in it added a line), or raw content
+    has a bare CR or mixed line ends in its header; nothing was sent."""
+
+
+class DKIMError(MessageContentError):
+    """The message could not be DKIM-signed as given (no From header, say);
+    nothing was sent."""
+
+
+class NulOctetError(MessageContentError):
+    """The content holds a NUL octet, which RFC 5322 and RFC 2045 allow only
+    with BINARYMIME (``binary=True``); nothing of it was delivered."""
+
+
 class SessionClosedError(UsageError, ValueError):
     """The session is closed (or broken by an earlier error) and cannot be used."""
 

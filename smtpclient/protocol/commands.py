@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Mapping
 
 import idna
@@ -44,8 +45,15 @@ __all__ = [
     "xtext",
 ]
 
-# C0 controls, DEL and the C1 block: none of them belongs in a command.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL, the C1 block (NEL U+0085 among them) and the line and
+# paragraph separators: none of them belongs in a command or an address.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Beyond ASCII, by Unicode category: format characters (bidi controls,
+# zero-width space, BOM, soft hyphen...) and lone surrogates.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# ZWNJ and ZWJ are format characters that IDNA allows in some scripts'
+# labels (RFC 5892 CONTEXTJ); the IDNA check judges them.
+_JOINERS = frozenset("\u200c\u200d")
 _ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
 _DOT_ATOM = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
 _DOT_ATOM_UTF8 = re.compile(rf"(?:[{_ATEXT}]|[^\x00-\x7f])+(?:\.(?:[{_ATEXT}]|[^\x00-\x7f])+)*")
@@ -61,19 +69,40 @@ _SOURCE_ROUTE = re.compile(r"@[^:,]+(?:,@[^:,]+)*:")
 def check_text(
     value: str, what: str, error: type[InvalidArgumentError] = InvalidArgumentError
 ) -> str:
-    """Refuse control characters (CR, LF, NUL ...) in *value*; return it unchanged.
+    """Refuse control and format characters in *value*; return it unchanged.
+
+    Refused: C0 controls (CR, LF, NUL ...), DEL, C1 controls (NEL ...),
+    U+2028/U+2029, format characters (Unicode category Cf: bidi controls,
+    zero-width space, BOM ...) except ZWNJ/ZWJ, and lone surrogates.
 
     Raises:
         TypeError: *value* is not a str.
-        InvalidArgumentError: *value* holds a control character (*error*, which
+        InvalidArgumentError: *value* holds such a character (*error*, which
             address checks make ``InvalidAddressError``).
     """
     if not isinstance(value, str):
         raise TypeError(f"{what} must be str, not {type(value).__name__}")
     found = _CONTROL.search(value)
-    if found is not None:
-        raise error(f"{what} contains a control character {found.group()!r}: {value[:80]!r}")
+    character = found.group() if found is not None else None
+    if character is None and not value.isascii():
+        character = _format_character(value)
+    if character is not None:
+        raise error(
+            f"{what} contains a control character or invisible format character "
+            f"U+{ord(character):04X}: {value[:80]!a}"
+        )
     return value
+
+
+def _format_character(value: str) -> str | None:
+    for character in value:
+        if (
+            character > "\x7f"
+            and unicodedata.category(character) in _REFUSED_CATEGORIES
+            and character not in _JOINERS
+        ):
+            return character
+    return None
 
 
 def normalise_domain(domain: str, *, utf8: bool = False) -> str:

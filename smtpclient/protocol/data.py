@@ -11,13 +11,20 @@ passed through untouched.
 
 ``BodyScanner`` measures what MAIL FROM must declare: the size (RFC 1870),
 whether there are 8-bit bytes (RFC 6152) and the longest line (RFC 5321
-§4.5.3.1.6 allows 998 octets plus CRLF).
+§4.5.3.1.6 allows 998 octets plus CRLF); it also notes NUL octets, which
+RFC 5322 §2.3 and RFC 2045 allow only in BINARYMIME content.  A receiver
+that drops NULs would see ``CRLF NUL "." CRLF`` as the end of the data
+(SMTP smuggling), so ``DataEncoder`` refuses them for DATA and BDAT
+framing: ``feed()`` raises ``NulOctetError`` before it returns a byte of
+the chunk that holds one.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+
+from smtpclient.errors import MessageTooLarge, NulOctetError
 
 __all__ = [
     "MAX_LINE_LENGTH",
@@ -26,8 +33,12 @@ __all__ = [
     "Framing",
     "canonical_and_longest",
     "canonicalise",
+    "content_size",
     "encode_complete",
     "longest_line",
+    "nul_error",
+    "size_parameter",
+    "terminated_size",
 ]
 
 MAX_LINE_LENGTH = 998  # octets, not counting CRLF (RFC 5321 §4.5.3.1.6)
@@ -46,8 +57,53 @@ class Framing(enum.Enum):
     BINARY = "binary"  # BDAT with BODY=BINARYMIME: bytes as given
 
 
+# --- the message-size rule (RFC 1870) ---------------------------------------------------
+# One rule for every path that declares SIZE= or refuses a message as too
+# large before MAIL: the plan, the fast path, Body.info() and BodyScanner.
+
+
+def terminated_size(octets: int, *, open_line: bool) -> int:
+    """The size SIZE= declares for content of *octets* octets with CRLF line
+    ends: the octets as sent before dot-stuffing, so plus the CRLF the
+    encoder adds when the last line is *open_line* (unterminated).  The
+    end-of-data marker and dot-stuffing do not count (RFC 1870 §3)."""
+    return octets + 2 if open_line else octets
+
+
+def content_size(canonical: bytes) -> int:
+    """``terminated_size`` of content already in canonical form (CRLF line ends)."""
+    return terminated_size(
+        len(canonical), open_line=bool(canonical) and not canonical.endswith(b"\r\n")
+    )
+
+
+def size_parameter(size: int, limit: int | None, offered: bool) -> str | None:
+    """A message of *size* octets against the server's SIZE *limit*: refused
+    when over it; when SIZE is *offered*, the value MAIL FROM declares
+    (else None).
+
+    Raises:
+        MessageTooLarge: *size* is over *limit*.
+    """
+    if limit is not None and size > limit:
+        raise MessageTooLarge(f"the message is {size} octets; the server accepts at most {limit}")
+    return str(size) if offered else None
+
+
+def nul_error() -> NulOctetError:
+    """The error for content with a NUL octet outside BINARYMIME."""
+    return NulOctetError(
+        "the message content contains a NUL octet, which RFC 5322 allows only with "
+        "BINARYMIME (binary=True); encode the part as base64"
+    )
+
+
 class DataEncoder:
-    """Streaming encoder for message content; see the module docstring."""
+    """Streaming encoder for message content; see the module docstring.
+
+    Raises (from ``feed``):
+        NulOctetError: a NUL octet, unless the framing is BINARY.
+    """
 
     __slots__ = ("_at_line_start", "_finished", "_pending_cr", "framing")
 
@@ -63,6 +119,8 @@ class DataEncoder:
             raise RuntimeError("DataEncoder.feed() after finish()")
         if self.framing is Framing.BINARY:
             return bytes(chunk)
+        if b"\x00" in chunk:
+            raise nul_error()
         if type(chunk) is bytes and not self._pending_cr and b"\r" not in chunk:
             # Bare LF line ends only (a file on disk): the fast path.
             if not chunk:
@@ -183,14 +241,16 @@ class BodyScanner:
     """Measure content as it would go on the wire (before dot-stuffing).
 
     Attributes after ``feed``: ``size`` (octets with line ends as CRLF and
-    the final line terminated, the figure SIZE= declares), ``eight_bit``
-    and ``max_line`` (longest line in octets without its line end).
+    the final line terminated, the figure SIZE= declares), ``eight_bit``,
+    ``max_line`` (longest line in octets without its line end) and ``nul``
+    (a NUL octet was seen).
     """
 
-    __slots__ = ("_line", "_pending_cr", "_size", "eight_bit", "max_line")
+    __slots__ = ("_line", "_pending_cr", "_size", "eight_bit", "max_line", "nul")
 
     def __init__(self) -> None:
         self._size = 0
+        self.nul = False
         self.eight_bit = False
         self.max_line = 0
         self._line = 0  # length of the unfinished last line
@@ -202,6 +262,8 @@ class BodyScanner:
             return
         if not self.eight_bit and not chunk.isascii():
             self.eight_bit = True
+        if not self.nul and b"\x00" in chunk:
+            self.nul = True
         if not self._pending_cr and b"\r" not in chunk:
             # Bare LF line ends only (a file on disk): one split does it all.
             lines = chunk.split(b"\n")
@@ -239,7 +301,7 @@ class BodyScanner:
     @property
     def size(self) -> int:
         """Octets on the wire, counting the CRLF added to an unfinished last line."""
-        return self._size + (2 if self._line else 0)
+        return terminated_size(self._size, open_line=self._line > 0)
 
     @property
     def long_lines(self) -> bool:

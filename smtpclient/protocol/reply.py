@@ -301,7 +301,23 @@ class ReplyParser:
         out: list[Reply] = []
         longest = self.limits.max_line_length
         codes, new, setter = _ONE_LINE_CODES, Reply.__new__, object.__setattr__
-        for line in bytes(buffer[pos:complete]).split(b"\r\n"):
+        chunk = bytes(buffer[pos:complete])
+        lines = chunk.split(b"\r\n")
+        if len(chunk) <= longest and chunk.count(b"\n") == len(lines) - 1:
+            # No line can be over-long and none holds a bare LF (the usual
+            # case): those two checks once for the whole chunk.
+            for line in lines[:limit]:
+                code = codes.get(line[:4])
+                if code is None:
+                    break
+                reply = new(Reply)
+                setter(reply, "code", code)
+                setter(reply, "raw", (line[4:],))
+                out.append(reply)
+                pos += len(line) + 2
+            self._pos = pos
+            return out
+        for line in lines:
             code = codes.get(line[:4])
             if code is None or len(line) + 2 > longest or b"\n" in line:
                 break

@@ -12,9 +12,13 @@ one way (down this list):
 ``fastpath``     ``sendmail`` for a plain message: the same bytes and rules
                  as the general path with a fraction of its Python work;
                  hands over to ``transaction`` at the first unusual reply.
+``plain``        the plain-message rules ``fastpath`` and ``batch`` share
+                 (its MAIL/RCPT lines, or the ``Plan`` ``build_plan`` makes).
 ``transaction``  MAIL, RCPT, DATA/BDAT with pipelining and recipient
-                 batches; ``content`` streams the message, ``outcome`` adds
-                 a message's transactions up into its ``SendResult``.
+                 batches, and the one-write MAIL+RCPT+``BDAT LAST`` group
+                 (``one_trip_fits``); ``content`` streams the message,
+                 ``outcome`` adds a message's transactions up into its
+                 ``SendResult``.
 ``opening``      connect, greeting, EHLO, the TLS mode's procedure; returns
                  what it learnt (``Opened``, a ``TLSOutcome``).
 ``auth``         SMTP AUTH (RFC 4954) on a channel.

@@ -22,7 +22,7 @@ from smtpclient.errors import (
     ProtocolError,
     SMTPClientError,
 )
-from smtpclient.mechanisms import MECHANISMS, Mechanism, TokenMechanism, choose
+from smtpclient.mechanisms import MECHANISMS, Mechanism, TokenMechanism, choose, create
 from smtpclient.protocol import commands
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Stage
@@ -57,7 +57,12 @@ MAX_AUTH_LINE = 512
 
 
 def _cancel(channel: Channel, reason: str) -> SMTPClientError:
-    """Abort the exchange with "*" (RFC 4954 §4) and build the error."""
+    """Abort the exchange with "*" (RFC 4954 §4) and build the error.
+
+    Raises:
+        ProtocolError, ServiceClosing: a reply came before "*" was sent.
+    """
+    channel.check_unsolicited(Stage.AUTH)
     try:
         channel.write(b"*\r\n", Stage.AUTH, shown="*")
         channel.read(Stage.AUTH)
@@ -96,6 +101,9 @@ def _exchange(channel: Channel, mechanism: Mechanism) -> Reply:
                 response = mechanism.respond(challenge)
             except SASLError as exc:
                 raise _cancel(channel, str(exc)) from exc
+        # A reply before our answer to this challenge cannot be its answer:
+        # the exchange is out of step; nothing more is written.
+        channel.check_unsolicited(Stage.AUTH)
         channel.write(base64.b64encode(response) + b"\r\n", Stage.AUTH, shown="<redacted>")
         reply = channel.read(Stage.AUTH)
     if reply.code == 235:
@@ -108,10 +116,16 @@ def _exchange(channel: Channel, mechanism: Mechanism) -> Reply:
 
 
 def run(
-    channel: Channel, extensions: Extensions, credentials: Credentials, requested: str | None
+    channel: Channel,
+    extensions: Extensions,
+    credentials: Credentials,
+    requested: str | None,
+    *,
+    verified_tls: bool = False,
 ) -> Reply:
     """Authenticate on *channel* (whose EHLO offered *extensions*) with
-    *credentials*; return the 235 reply.
+    *credentials*; return the 235 reply.  *verified_tls* (the session is
+    verified TLS) puts PLAIN first (``mechanisms.choose``).
 
     Raises:
         ValueError, TypeError: unusable credentials or mechanism name; nothing was sent.
@@ -122,9 +136,10 @@ def run(
     """
     if not isinstance(credentials, Credentials):
         raise TypeError(f"credentials must be Password or OAuth2, not {type(credentials).__name__}")
-    name = choose(credentials, extensions.auth_mechanisms, requested)
+    name = choose(credentials, extensions.auth_mechanisms, requested, verified_tls=verified_tls)
     factory = MECHANISMS[name]
-    mechanism = factory(credentials)  # type: ignore[call-arg]
+    # SCRAM caches its derived keys per server (scramcache).
+    mechanism = create(name, credentials, server=f"{channel.host} {channel.transport.peer}")
     reply = _exchange(channel, mechanism)
     if reply.code == 535 and isinstance(credentials, OAuth2) and callable(credentials.token):
         # The token may have expired: ask for a current one and try once
@@ -170,8 +185,13 @@ def authenticate(
     if callable(credentials) and not isinstance(credentials, Credentials):
         # A provider: asked only now, when the secret is about to be used.
         credentials = credentials()
-    channel.check_unsolicited(Stage.AUTH)
-    return run(channel, extensions, credentials, requested)
+    channel.start(channel.timeouts.total, Stage.AUTH)  # AUTH is under the total too
+    try:
+        channel.check_unsolicited(Stage.AUTH)
+        verified = tls is not None and tls.verified
+        return run(channel, extensions, credentials, requested, verified_tls=verified)
+    finally:
+        channel.finish()
 
 
 def _insecure_reason(

@@ -25,6 +25,7 @@ from smtpclient.protocol.state import Stage
 from smtpclient.results import SendResult
 from smtpclient.session.config import SendConfig
 from smtpclient.session.outcome import MessageOutcome
+from smtpclient.session.plain import plain_plan
 from smtpclient.session.transaction import PIPELINE_WINDOW, Transaction, transactions
 from smtpclient.session.transcript import bdat_shown, content_shown
 
@@ -42,6 +43,10 @@ def _plan_item(
         envelope, body = prepare_message(item, config.extensions)
     elif isinstance(item, tuple) and len(item) == 3:
         sender, recipients, data = item
+        # The plain message (no options, small bytes): the fast path's rules.
+        plain = plain_plan(config, sender, recipients, data)
+        if plain is not None:
+            return plain
         envelope, body = Envelope.build(sender, recipients), Body(data)
     else:
         raise TypeError("send_many() items are Messages or (sender, recipients, data) tuples")

@@ -38,6 +38,7 @@ from smtpclient.protocol.state import (
     check_allowed,
 )
 from smtpclient.protocol.status import error_for
+from smtpclient.session.budget import CALL_DEADLINE
 from smtpclient.session.transcript import Shown, printable, transcript
 from smtpclient.timeouts import DATA_DONE_FLOOR, Deadline, Timeouts
 from smtpclient.transport import Transport
@@ -81,8 +82,6 @@ class Channel:
         # Seconds per stage, looked up on every wait.
         self._seconds = {stage: timeouts.for_stage(stage) for stage in Stage}
 
-    # --- state --------------------------------------------------------------------------
-
     @property
     def state(self) -> SessionState:
         """Where the session stands (changed only by ``transition``)."""
@@ -116,24 +115,29 @@ class Channel:
         self.transition(Event.EARLIER_DONE if overtaken else Event.TRANSACTION_DONE)
         self.messages_sent += 1
 
-    # --- operations ---------------------------------------------------------------------
-
     def start(self, total: float | None, stage: Stage = Stage.MAIL) -> None:
         """An operation begins: its overall deadline (*total* seconds) starts
         now, and the transcript's level is read once for all of it."""
-        self.total = Deadline(total, stage) if total else None
+        cap = CALL_DEADLINE.get()  # the whole call's budget, if a face opened one
+        self.total = Deadline(total, stage, cap) if total else cap
         self.tracing = transcript.isEnabledFor(logging.DEBUG)
 
-    def start_mail(self, total: float | None) -> None:
-        """``start`` for sending mail; first checks that the session is ready.
+    def start_mail(self, total: float | None, *, expect_silence: bool = False) -> None:
+        """``start`` for sending mail; first checks that the session is ready
+        and, with *expect_silence*, that the server sent nothing unasked.
 
         Raises:
             SessionClosedError: the session is closed or broken.
             RuntimeError: a transaction is open (a bug in the caller).
+            ProtocolError, ServiceClosing, ServerDisconnected: as
+                ``check_unsolicited`` (the session is closed).
         """
         if self._state is not SessionState.READY:
             check_allowed("mail", self._state)
-        self.total = Deadline(total, Stage.MAIL) if total else None
+        if expect_silence and (self._parser.buffered or self.transport.readable()):
+            self.check_unsolicited(Stage.MAIL)
+        cap = CALL_DEADLINE.get()  # the whole call's budget, if a face opened one
+        self.total = Deadline(total, Stage.MAIL, cap) if total else cap
         self.tracing = transcript.isEnabledFor(logging.DEBUG)
 
     def finish(self) -> None:
@@ -153,8 +157,6 @@ class Channel:
                 cap = floor
         return Deadline(self._seconds[stage], stage, cap)
 
-    # --- writing ------------------------------------------------------------------------
-
     def write(self, data: bytes, stage: Stage, *, shown: Shown = None) -> None:
         """Send *data* within *stage*'s deadline; *shown* (or what it returns
         for *data*) replaces it in the transcript.
@@ -164,14 +166,21 @@ class Channel:
         """
         if transcript.isEnabledFor(logging.DEBUG):
             self._log_sent(data, shown)
-        self._sendall(data, self.deadline(stage))
+        deadline = self.deadline(stage)
+        try:
+            self.transport.sendall(data, deadline)
+        except SMTPClientError as exc:
+            raise self.broken(exc, deadline.stage) from exc.__cause__
 
     def send(self, data: bytes, deadline: Deadline, shown: Shown = None) -> None:
         """``write`` with a deadline made by the caller, for the fast path:
         the transcript as read by ``start``."""
         if self.tracing:
             self._log_sent(data, shown)
-        self._sendall(data, deadline)
+        try:
+            self.transport.sendall(data, deadline)
+        except SMTPClientError as exc:
+            raise self.broken(exc, deadline.stage) from exc.__cause__
 
     def open_transaction(self, data: bytes, deadline: Deadline, shown: Shown = None) -> None:
         """For the fast path: the transaction opens (``Event.MAIL``) and
@@ -188,9 +197,6 @@ class Channel:
             self._state = state
         if self.tracing:
             self._log_sent(data, shown)
-        self._sendall(data, deadline)
-
-    def _sendall(self, data: bytes, deadline: Deadline) -> None:
         try:
             self.transport.sendall(data, deadline)
         except SMTPClientError as exc:
@@ -202,8 +208,6 @@ class Channel:
         text = shown if shown is not None else data.decode("utf-8", "replace").rstrip("\r\n")
         for line in text.split("\r\n"):
             transcript.debug("%s C: %s", self.host, line)
-
-    # --- reading ------------------------------------------------------------------------
 
     def read(self, stage: Stage, deadline: Deadline | None = None) -> Reply:
         """Read one complete reply within the stage's deadline (*deadline*:
@@ -242,7 +246,10 @@ class Channel:
         through ``read``."""
         parser = self._parser
         if not parser.buffered:
-            self._receive(deadline)
+            try:
+                parser.feed(self.transport.recv(deadline))
+            except SMTPClientError as exc:
+                raise self.broken(exc, deadline.stage) from exc.__cause__
         try:
             ready = parser.take(1)
         except SMTPClientError as exc:
@@ -292,7 +299,10 @@ class Channel:
                         if stage is not Stage.DATA_DONE
                         else self.deadline(stage)
                     )
-                self._receive(deadline)
+                try:
+                    parser.feed(self.transport.recv(deadline))
+                except SMTPClientError as exc:
+                    raise self.broken(exc, deadline.stage) from exc.__cause__
                 continue
             try:
                 # Never a 421: take() leaves one for read(), which acts on it.
@@ -315,13 +325,6 @@ class Channel:
             replies += ready
         return replies
 
-    def _receive(self, deadline: Deadline) -> None:
-        """One read into the reply parser, within *deadline*."""
-        try:
-            self._parser.feed(self.transport.recv(deadline))
-        except SMTPClientError as exc:
-            raise self.broken(exc, deadline.stage) from exc.__cause__
-
     def _show(self, reply: Reply) -> None:
         last = len(reply.lines) - 1
         for index, line in enumerate(reply.lines):
@@ -331,8 +334,6 @@ class Channel:
     def discard_received(self) -> int:
         """Drop every reply octet received and not yet read; return how many."""
         return self._parser.discard()
-
-    # --- unsolicited data ---------------------------------------------------------------
 
     def server_spoke(self, stage: Stage) -> bool:
         """True when the server sent data nobody asked for; never waits.
@@ -403,8 +404,6 @@ class Channel:
                 host=self.host,
             )
 
-    # --- errors -------------------------------------------------------------------------
-
     def broken(self, exc: SMTPClientError, stage: Stage) -> SMTPClientError:
         """Close the connection and return *exc* with host and stage filled in."""
         self.abort()
@@ -435,8 +434,6 @@ class Channel:
             stage=stage,
             host=self.host,
         )
-
-    # --- closing ------------------------------------------------------------------------
 
     def abort(self) -> None:
         """Close at once, no QUIT: after an error the stream cannot be trusted."""

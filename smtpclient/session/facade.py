@@ -34,7 +34,7 @@ from smtpclient.session.config import SendConfig
 from smtpclient.session.guard import Guard, exclusive
 from smtpclient.session.transaction import send_one
 from smtpclient.timeouts import Timeouts
-from smtpclient.tls import TLSInfo, TLSMode, verifying_context
+from smtpclient.tls import TLSInfo, TLSMode, shared_verifying_context
 from smtpclient.transport import Transport
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ class Session:
             raise RuntimeError("TLS is already active on this session")
         info = opening.starttls(
             self.channel,
-            ssl_context or verifying_context(),
+            ssl_context or shared_verifying_context(),
             self.server_hostname,
             verify_error=self.tls_outcome.verify_error,
         )

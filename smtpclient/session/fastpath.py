@@ -10,7 +10,9 @@ encoders of ``protocol.commands`` (``plain_mail``/``plain_rcpt``, or
 ``mail`` with ``plan.content_params``), the size rule of
 ``plan.size_parameter``, each reply checked against its command by the
 table of ``protocol.state.answers``, every write, wait and transcript line
-through the same ``Channel``.  While every reply is the usual one (2xx to
+through the same ``Channel``; with PIPELINING and CHUNKING the envelope and
+the content share one write when ``transaction.one_trip_fits`` says so (the
+general path's rule).  While every reply is the usual one (2xx to
 MAIL and RCPT, 354 to DATA, 2xx to the end of the content) the result is
 built directly.  Anything else is handed to the general path:
 
@@ -33,13 +35,12 @@ from __future__ import annotations
 import functools
 import time
 
-from smtpclient.body import BLOCK_SIZE, Body
+from smtpclient.body import BLOCK_SIZE, Body, check_content
 from smtpclient.envelope import Envelope
-from smtpclient.errors import InvalidAddressError, MessageTooLarge, ServiceClosing, SMTPClientError
-from smtpclient.plan import build_plan, content_params, content_size, size_parameter
+from smtpclient.errors import ServiceClosing, SMTPClientError
+from smtpclient.plan import Plan, build_plan
 from smtpclient.protocol import commands
 from smtpclient.protocol.data import (
-    MAX_LINE_LENGTH,
     Framing,
     canonical_and_longest,
     encode_complete,
@@ -50,18 +51,23 @@ from smtpclient.results import SendResult
 from smtpclient.session.channel import Channel
 from smtpclient.session.config import SendConfig
 from smtpclient.session.outcome import MessageOutcome
-from smtpclient.session.transaction import PIPELINE_WINDOW, Transaction, transactions
-from smtpclient.session.transcript import bdat_shown, content_shown, group_shown
+from smtpclient.session.plain import plain_addresses, plain_lines
+from smtpclient.session.transaction import (
+    PIPELINE_WINDOW,
+    Transaction,
+    one_trip_fits,
+    transactions,
+)
+from smtpclient.session.transcript import bdat_shown, content_shown, group_shown, one_trip_shown
 from smtpclient.timeouts import Deadline
 
 __all__ = ["sendmail"]
 
 _MAIL, _RCPT, _DATA_INIT = Stage.MAIL, Stage.RCPT, Stage.DATA_INIT
-_DATA_BLOCK = Stage.DATA_BLOCK
+_DATA_BLOCK, _DATA_DONE = Stage.DATA_BLOCK, Stage.DATA_DONE
 _ANSWERS_MAIL, _ANSWERS_RCPT = ANSWERING[_MAIL], ANSWERING[_RCPT]
 _ANSWERS_DATA = ANSWERING[_DATA_INIT]
 _GROUP_SHOWN = functools.partial(group_shown, 0)
-_plain_mail, _plain_rcpt = commands.plain_mail, commands.plain_rcpt
 
 
 def sendmail(
@@ -73,54 +79,43 @@ def sendmail(
     Raises: as ``Session.sendmail``.
     """
     # --- what the general path's Envelope.build and build_plan would check
-    if type(sender) is not str or not sender.isascii():
-        return None
-    if type(recipients) is str:
-        addresses: list[str] = [recipients]
-    elif type(recipients) is list or type(recipients) is tuple:
-        addresses = list(recipients)
-    else:
+    addresses = plain_addresses(sender, recipients)
+    if addresses is None:
         return None
     count = len(addresses)
-    if not count or count > config.max_recipients or config.lmtp:
+    if count > config.max_recipients or config.lmtp:
         return None
     pipelined = config.pipelined
     if pipelined and count + 2 > PIPELINE_WINDOW:
         return None
     if len(data) > BLOCK_SIZE:
         return None
+    check_content(data)  # NUL, header line ends: refused before anything is written
     canonical, longest = canonical_and_longest(data)
-    if longest > MAX_LINE_LENGTH or len(canonical) > BLOCK_SIZE:
+    if len(canonical) > BLOCK_SIZE:
         return None
-    eight_bit = not canonical.isascii()
-    if eight_bit and not config.eightbitmime:
+    lines = plain_lines(config, sender, addresses, canonical, longest)
+    if lines is None:
         return None
-    declared = None
-    if config.size_offered:
-        try:
-            declared = size_parameter(content_size(canonical), config.max_size, True)
-        except MessageTooLarge:
-            return None  # the general path refuses it
-    try:
-        if eight_bit or declared is not None:
-            params = content_params("8BITMIME" if eight_bit else None, declared)
-            mail = commands.mail(sender, params)
-        else:
-            mail = _plain_mail(sender, False)
-        rcpts = []
-        for address in addresses:
-            if type(address) is not str or not address.isascii():
-                return None
-            rcpts.append(_plain_rcpt(address, False))
-    except InvalidAddressError:
-        return None
+    mail, rcpts = lines
     with_data = not config.chunked
     if with_data:
         content = encode_complete(canonical, Framing.DATA)
     else:
         content = encode_complete(canonical, Framing.BDAT)
+        if one_trip_fits(config, count, len(content)):
+            content = commands.bdat(len(content), last=True) + content
+            channel.start_mail(channel.timeouts.total)
+            try:
+                return _send_in_one_trip(
+                    channel, config, sender, addresses, data, mail, rcpts, content
+                )
+            finally:
+                channel.total = None
+                channel.last_used = time.monotonic()
         content = commands.bdat(len(content), last=True) + content
-    channel.start_mail(channel.timeouts.total)
+    # The unsolicited-data check raises here, before the result is known.
+    channel.start_mail(channel.timeouts.total, expect_silence=True)
     try:
         return _send(
             channel, config, sender, addresses, data, mail, rcpts, content, pipelined, with_data
@@ -142,7 +137,6 @@ def _send(
     pipelined: bool,
     with_data: bool,
 ) -> SendResult:
-    channel.expect_silence(_MAIL)  # raises: the reply stream is out of step
     replies: list[Reply] = []
     try:
         if pipelined:
@@ -193,6 +187,51 @@ def _send(
     if not 200 <= final.code < 300:
         return _hand_over(channel, config, sender, addresses, data, replies, final)
     accepted = dict(zip(addresses, replies[1:], strict=False))
+    return _result(config, sender, addresses, accepted, (final,), dict.fromkeys(accepted, final))
+
+
+def _send_in_one_trip(
+    channel: Channel,
+    config: SendConfig,
+    sender: str,
+    addresses: list[str],
+    data: bytes,
+    mail: bytes,
+    rcpts: list[bytes],
+    content: bytes,
+) -> SendResult:
+    """``Transaction.send_in_one_trip`` for the plain message: MAIL, every
+    RCPT and ``BDAT <n> LAST`` with the content in one write."""
+    channel.expect_silence(_MAIL)  # raises: the reply stream is out of step
+    count = len(rcpts)
+    rcpts.insert(0, mail)
+    envelope = b"".join(rcpts)
+    stages = [_MAIL, *([_RCPT] * count), _DATA_DONE]
+    try:
+        channel.open_transaction(
+            envelope + content,
+            Deadline(channel.timeouts.mail, _MAIL, channel.total),
+            functools.partial(one_trip_shown, len(envelope)),
+        )
+        replies = channel.read_replies(stages)
+        channel.expect_silence(_DATA_DONE)  # a reply out of step: outcome unknown
+    except SMTPClientError as exc:
+        if not isinstance(exc, ServiceClosing):  # a 421 is an answer: nothing taken
+            exc.outcome_unknown = True
+        exc.result = _result(config, sender, addresses, {}, (), {})
+        raise
+    final = replies[-1]
+    usual = 200 <= final.code < 300
+    for reply in replies[:-1]:  # a loop, not all(): no call
+        if not 200 <= reply.code < 300:
+            usual = False
+            break
+    if not usual:
+        plan, outcome = _general(config, sender, addresses, data)
+        transactions(channel, config, plan, outcome, read_one_trip=replies)
+        return outcome.finish()
+    channel.transaction_done()
+    accepted = dict(zip(addresses, replies[1:-1], strict=False))
     return _result(config, sender, addresses, accepted, (final,), dict.fromkeys(accepted, final))
 
 
@@ -253,6 +292,17 @@ def _result(
     )
 
 
+def _general(
+    config: SendConfig, sender: str, addresses: list[str], data: bytes
+) -> tuple[Plan, MessageOutcome]:
+    """The general path's plan and outcome for the same arguments."""
+    envelope = Envelope.build(sender, addresses)
+    plan = build_plan(
+        envelope, Body(data), config.extensions, config.tls, use_chunking=config.use_chunking
+    )
+    return plan, MessageOutcome(config, plan)
+
+
 def _hand_over(
     channel: Channel,
     config: SendConfig,
@@ -265,11 +315,7 @@ def _hand_over(
     """Carry on with the general path's objects from where the fast path
     stands: after the envelope *replies* read so far, or (with *final*)
     after every recipient was accepted and the content got *final*."""
-    envelope = Envelope.build(sender, addresses)
-    plan = build_plan(
-        envelope, Body(data), config.extensions, config.tls, use_chunking=config.use_chunking
-    )
-    outcome = MessageOutcome(config, plan)
+    plan, outcome = _general(config, sender, addresses, data)
     if final is None:
         transactions(channel, config, plan, outcome, replies)
     else:

@@ -33,10 +33,11 @@ from smtpclient.protocol import commands
 from smtpclient.protocol.extensions import Extensions
 from smtpclient.protocol.reply import Reply
 from smtpclient.protocol.state import Event, SessionState, Stage, check_allowed
+from smtpclient.session.budget import CALL_DEADLINE
 from smtpclient.session.channel import Channel
 from smtpclient.session.config import TLSOutcome
 from smtpclient.timeouts import Deadline
-from smtpclient.tls import TLSInfo, TLSMode, unverified_context, verifying_context
+from smtpclient.tls import TLSInfo, TLSMode, shared_verifying_context, unverified_context
 from smtpclient.transport import Transport
 
 __all__ = ["Opened", "hello", "open_channel", "start_tls_now", "starttls"]
@@ -58,7 +59,7 @@ class Opened:
 class _Attempt:
     """One connection attempt's progress (the retry decision needs it)."""
 
-    __slots__ = ("handshake_started", "plaintext_reason", "verify_error")
+    __slots__ = ("handshake_started", "plaintext_reason", "verify_error")  # started: TLS attempted
 
     def __init__(self, verify_error: str | None, plaintext_reason: str | None) -> None:
         self.verify_error = verify_error
@@ -80,7 +81,8 @@ def open_channel(options: ConnectOptions) -> tuple[Channel, Opened]:
     stage = "verify"  # then "unverified", then "plain" (OPPORTUNISTIC only)
     verify_error: str | None = None
     plaintext_reason: str | None = None
-    total = Deadline(settings.total, Stage.CONNECT) if settings.total else None
+    cap = CALL_DEADLINE.get()  # the whole call's budget, if a face opened one
+    total = Deadline(settings.total, Stage.CONNECT, cap) if settings.total else cap
     may_retry = mode is TLSMode.OPPORTUNISTIC and options.sock is None
     while True:
         channel = Channel(
@@ -95,14 +97,18 @@ def open_channel(options: ConnectOptions) -> tuple[Channel, Opened]:
         tls: TLSInfo | None = channel.transport.tls
         try:
             if mode is TLSMode.IMPLICIT:
-                tls = _handshake_now(channel, options, context or verifying_context(), attempt)
+                tls = _handshake_now(
+                    channel, options, context or shared_verifying_context(), attempt
+                )
             greeting = _greeting(channel)
             ehlo_reply, extensions = hello(channel, name, lmtp=options.lmtp)
             if mode in (TLSMode.STARTTLS, TLSMode.OPPORTUNISTIC) and stage != "plain":
                 if stage == "unverified":
                     context = unverified_context(ssl_context)
                 if extensions.starttls:
-                    tls = _starttls(channel, options, context or verifying_context(), attempt)
+                    tls = _starttls(
+                        channel, options, context or shared_verifying_context(), attempt
+                    )
                     ehlo_reply, extensions = hello(channel, name, lmtp=options.lmtp)
                 elif mode is TLSMode.STARTTLS:
                     raise TLSRequiredError(
@@ -269,7 +275,7 @@ def starttls(
 ) -> TLSInfo:
     """STARTTLS and the handshake; the caller says EHLO again next (every
     capability learnt before TLS is forgotten).  *started*, a callable, is
-    called when the handshake begins.
+    called once the server agreed (220): TLS is being attempted.
 
     Raises:
         StartTLSError: the reply was not 220 (the plaintext session goes on).
@@ -281,6 +287,11 @@ def starttls(
     reply = channel.command(commands.starttls(), Stage.STARTTLS)
     if reply.code != 220:
         raise StartTLSError(reply=reply, stage=Stage.STARTTLS, host=channel.host)
+    if started is not None:
+        # From the 220 on, a failure is TLS failing on this connection (a
+        # close in the same segment as the 220 included): OPPORTUNISTIC
+        # retries in plaintext on a new one.
+        started()
     # RFC 3207 §4.2: anything received before the handshake was not
     # protected and may have been injected; it must not be read later
     # as a reply to a command sent under TLS.
@@ -293,8 +304,6 @@ def starttls(
             raise channel.broken(exc, Stage.STARTTLS) from exc.__cause__
     if dropped:
         log.warning("%s: discarded %d bytes received after 220 to STARTTLS", channel.host, dropped)
-    if started is not None:
-        started()
     try:
         info = start_tls_now(channel, context, server_hostname, verify_error)
     except SMTPClientError as exc:

@@ -11,7 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-__all__ = ["Shown", "bdat_shown", "content_shown", "group_shown", "printable", "transcript"]
+__all__ = [
+    "Shown",
+    "bdat_shown",
+    "content_shown",
+    "group_shown",
+    "one_trip_shown",
+    "printable",
+    "transcript",
+]
 
 transcript = logging.getLogger("smtpclient.transcript")
 
@@ -48,3 +56,11 @@ def group_shown(prefix: int, data: bytes) -> str:
     head = data[:prefix]
     before = bdat_shown(head) if head.startswith(b"BDAT ") else content_shown(head)
     return f"{before}\r\n{text}"
+
+
+def one_trip_shown(envelope: int, data: bytes) -> str:
+    """MAIL, the RCPTs and ``BDAT <n> LAST`` with the content in one write:
+    the first *envelope* octets are the commands, shown as sent; then the
+    BDAT command as sent and its chunk counted."""
+    text = data[:envelope].decode("utf-8", "replace").rstrip("\r\n")
+    return f"{text}\r\n{bdat_shown(data[envelope:])}"

@@ -137,18 +137,25 @@ class SlowServer:
         self.delay = delay
         self.stall_after = stall_after
         self.accepted = 0
+        self.received: set[str] = set()  # recipients whose content the server read
+        self.accepted_recipients: set[str] = set()  # ... and answered with 250
         self.lock = threading.Lock()
         self.server = ScriptedServer(self.handle)
 
     def handle(self, conn: Conn) -> None:
         greet_and_ehlo(conn)
+        recipients: list[str] = []
         while True:
             line = conn.line(timeout=60)
             verb = line.split(b" ", 1)[0].upper()
-            if verb == b"DATA":
+            if verb == b"RCPT":
+                recipients.append(line.decode().partition("<")[2].partition(">")[0])
+                conn.reply("250 2.0.0 Ok")
+            elif verb == b"DATA":
                 conn.reply("354 go ahead")
                 conn.read_data(timeout=60)
                 with self.lock:
+                    self.received.update(recipients)
                     number = self.accepted + 1
                     stall = self.stall_after is not None and number > self.stall_after
                 if stall:
@@ -158,6 +165,8 @@ class SlowServer:
                     return
                 with self.lock:
                     self.accepted += 1
+                    self.accepted_recipients.update(recipients)
+                recipients = []
                 conn.reply("250 2.0.0 Ok: queued")
             elif verb == b"QUIT":
                 conn.reply("221 2.0.0 Bye")
@@ -219,10 +228,6 @@ def test_second_ctrl_c_stops_at_once_and_marks_in_flight_unknown(tmp_path: Path)
         try:
             assert proc.stdout is not None
             seen = read_until(proc.stdout.fileno(), b"user1@example.test", time.monotonic() + 60)
-            # The two answered messages finish in either order on the two
-            # connections: wait until both are reported before the Ctrl-C.
-            while seen.count(b"accepted ") < 2:
-                seen += read_until(proc.stdout.fileno(), b"accepted ", time.monotonic() + 60)
             assert proc.stderr is not None
             proc.send_signal(signal.SIGINT)
             err = read_until(proc.stderr.fileno(), b"Ctrl-C again", time.monotonic() + 30)
@@ -239,8 +244,15 @@ def test_second_ctrl_c_stops_at_once_and_marks_in_flight_unknown(tmp_path: Path)
     with report.open() as handle:
         rows = {r["email"]: r["status"] for r in csv.DictReader(handle)}
     assert len(rows) == 10
-    statuses = list(rows.values())
-    assert statuses.count("accepted") == 2
-    assert statuses.count("unknown") == 2  # the two in flight when we gave up
-    assert statuses.count("not sent") == 6
+    # Which messages were in flight when Ctrl-C came depends on scheduling;
+    # what must hold is judged against what the server saw.
+    accepted = {email for email, status in rows.items() if status == "accepted"}
+    unknown = {email for email, status in rows.items() if status == "unknown"}
+    not_sent = {email for email, status in rows.items() if status == "not sent"}
+    assert accepted | unknown | not_sent == set(rows)
+    assert "user1@example.test" in accepted
+    assert accepted <= slow.accepted_recipients  # never "accepted" without a 250
+    assert 1 <= len(unknown) <= 2  # the stalled ones in flight (concurrency 2)
+    assert not not_sent & slow.received  # "not sent" never reached the server's DATA
+    assert slow.received <= accepted | unknown  # nothing the server read is "not sent"
     assert "may or may not have arrived" in stderr

@@ -8,10 +8,12 @@ command line the server received (``Attempt.commands``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from servers.scripted import Conn, ScriptedServer, serve_normally
 
@@ -19,6 +21,7 @@ from smtpclient import Session, Timeouts, TLSMode
 from smtpclient.errors import SMTPClientError
 from smtpclient.protocol.state import Stage
 from smtpclient.results import SendResult
+from smtpclient.transport import Transport
 
 # One second a stage; data_done keeps its 10 s floor (a short wait after the
 # final dot is how duplicates are made), so only a few tests wait for it.
@@ -37,6 +40,25 @@ STAGES: dict[str, Stage] = {
 }
 
 Misbehaviour = Callable[[Conn], None]
+
+
+@contextlib.contextmanager
+def client_writes() -> Iterator[list[bytes]]:
+    """Record the bytes of every ``Transport.sendall`` call, in order: how
+    the client grouped what it wrote.  (The server's ``Conn.writes`` are its
+    reads, which the kernel may split or merge depending on timing.)"""
+    writes: list[bytes] = []
+    real = Transport.sendall
+
+    def recording(transport: Transport, data: bytes | memoryview, deadline: Any) -> None:
+        writes.append(bytes(data))
+        real(transport, data, deadline)
+
+    Transport.sendall = recording  # type: ignore[method-assign]
+    try:
+        yield writes
+    finally:
+        Transport.sendall = real  # type: ignore[method-assign]
 
 
 def until(stage: str, misbehave: Misbehaviour, extensions: Sequence[str] = ()) -> Misbehaviour:

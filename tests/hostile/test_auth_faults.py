@@ -181,7 +181,7 @@ def test_endless_challenges_are_cut_off_and_cancelled(mechanism: str) -> None:
     after_auth = lines[next(i for i, x in enumerate(lines) if x.startswith(b"AUTH")) + 1 :]
     assert after_auth[after_auth.index(b"*") - 1] != b"*"
     assert after_auth.index(b"*") <= MAX_CHALLENGES
-    assert took < 5
+    assert took < 10  # bounded by MAX_CHALLENGES, not by a deadline
 
 
 def test_a_challenge_that_is_not_base64_cancels() -> None:

@@ -288,7 +288,7 @@ def test_a_stalled_handshake_times_out_at_the_starttls_stage() -> None:
         took = time.monotonic() - start
         assert server.connections == 1
     assert info.value.stage is Stage.STARTTLS and isinstance(info.value, TimeoutError)
-    assert took < 4  # starttls is 1 s here; generous margin
+    assert took < 10  # starttls is 1 s here, the stall 30 s
 
 
 def test_a_stalled_handshake_falls_back_to_plaintext_on_a_new_connection() -> None:

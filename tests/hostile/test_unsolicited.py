@@ -12,6 +12,7 @@ sent is known not to be delivered.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -66,8 +67,9 @@ def test_a_reply_sent_with_the_greeting_is_refused_before_ehlo() -> None:
 # --- between commands and between messages ----------------------------------------------
 
 
-def _idle_then(unsolicited: bytes) -> object:
-    """Serve one message normally, then say *unsolicited* while the client is idle."""
+def _idle_then(unsolicited: bytes, said: threading.Event) -> object:
+    """Serve one message normally, then say *unsolicited* while the client is
+    idle, and set *said*."""
 
     def handler(conn: Conn) -> None:
         greet_and_ehlo(conn, ())
@@ -78,6 +80,7 @@ def _idle_then(unsolicited: bytes) -> object:
         conn.reply("250 2.0.0 queued as FIRST")
         time.sleep(0.05)
         conn.send(unsolicited)
+        said.set()
         serve_normally(conn)
 
     return handler
@@ -99,10 +102,13 @@ def test_data_arriving_while_idle_closes_before_the_next_command(
     # a pooled connection: every later command got the previous reply);
     # RFC 5321 §3.8 for the idle 421 (Postfix sends it on its idle timeout),
     # which is a closed connection, not a protocol violation.
-    with ScriptedServer(_idle_then(unsolicited)) as server:  # type: ignore[arg-type]
+    said = threading.Event()
+    with ScriptedServer(_idle_then(unsolicited, said)) as server:  # type: ignore[arg-type]
         with connect(server) as session:
             first = session.sendmail("a@example.com", ["b@example.com"], b"one\r\n")
-            time.sleep(0.2)
+            # Not a sleep: on a loaded machine the server may say it late, and a
+            # NOOP written first would take the stray bytes as its reply.
+            assert said.wait(10)
             with pytest.raises(error) as info:
                 session.noop()
             assert info.value.stage is Stage.COMMAND and session.usable is False

@@ -208,11 +208,13 @@ def test_health_check_only_after_the_connection_was_idle_a_while(
 ) -> None:
     server = scripted(normal)
     settings = settings_for(server.port)
-    with SessionPool(health_check_after=0.4) as pool:
+    # 1.5 s: the back-to-back sends stay under it even on a loaded machine;
+    # the sleep (never shorter than asked) goes over it.
+    with SessionPool(health_check_after=1.5) as pool:
         send(pool, settings)
         send(pool, settings)
         assert b"RSET" not in commands(server.conns[0])
-        time.sleep(0.6)
+        time.sleep(1.6)
         send(pool, settings)
     assert commands(server.conns[0]).count(b"RSET") == 1
     assert server.connections == 1
@@ -271,7 +273,9 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_silently(
 
 @pytest.mark.parametrize(
     ("limits", "pause"),
-    [({"max_messages": 2}, 0.0), ({"max_age": 0.3}, 0.4), ({"max_idle_time": 0.3}, 0.4)],
+    # Limits of 1.5 s: the first two sends fit inside them even on a loaded
+    # machine; the pause (never shorter than asked) goes past them.
+    [({"max_messages": 2}, 0.0), ({"max_age": 1.5}, 1.6), ({"max_idle_time": 1.5}, 1.6)],
     ids=["max_messages", "max_age", "max_idle_time"],
 )
 def test_connections_are_retired_with_quit(
@@ -289,6 +293,25 @@ def test_connections_are_retired_with_quit(
         first = server.conns[0]
         assert first.wait_closed(5)
     assert commands(first)[-2] == b"QUIT"
+    assert server.connections == 2
+
+
+def test_a_session_closed_by_its_caller_while_idle_is_never_handed_out(
+    scripted: Callable[[Callable[[Conn], None]], ScriptedServer],
+) -> None:
+    # Retirement by age and idleness is rescanned only once something may be
+    # due; a session closed behind the pool's back is caught as it goes out.
+    server = scripted(normal)
+    settings = settings_for(server.port)
+    with SessionPool() as pool:
+        with pool.checkout(settings) as lease:
+            kept = lease.session
+        kept.close()  # misuse: the lease was already given back
+        with pool.checkout(settings) as lease:
+            assert not lease.reused
+            assert lease.session is not kept
+            lease.session.sendmail("a@example.com", "b@example.com", BODY)
+        assert pool.stats().reused == 0
     assert server.connections == 2
 
 

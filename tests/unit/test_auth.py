@@ -297,6 +297,21 @@ def test_the_strongest_fitting_mechanism_is_chosen(
 
 
 @pytest.mark.parametrize(
+    ("credentials", "offered", "expected"),
+    [
+        (PASSWORD, ALL, "PLAIN"),
+        (PASSWORD, {"LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"}, "SCRAM-SHA-256"),
+        (PASSWORD, {"LOGIN", "CRAM-MD5"}, "CRAM-MD5"),
+        (TOKEN, ALL, "OAUTHBEARER"),  # tokens keep their order
+    ],
+)
+def test_over_verified_tls_plain_comes_first(
+    credentials: Password | OAuth2, offered: set[str], expected: str
+) -> None:
+    assert choose(credentials, frozenset(offered), None, verified_tls=True) == expected
+
+
+@pytest.mark.parametrize(
     ("credentials", "offered"),
     [
         (PASSWORD, {"XOAUTH2", "OAUTHBEARER"}),

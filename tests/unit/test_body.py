@@ -145,9 +145,10 @@ def test_an_iterable_yielding_str_is_a_type_error_while_sending() -> None:
         list(body.blocks())
 
 
-@given(st.binary(max_size=2000))
+@given(st.binary(max_size=2000).map(lambda data: b"\n" + data.replace(b"\x00", b"")))
 def test_declared_size_is_what_bdat_sends(data: bytes) -> None:
     # SIZE= must match the octets BDAT announces, bare line ends included.
+    # (No NUL, which is refused; a leading empty line: no header block.)
     body = Body(data)
     encoder = DataEncoder(Framing.BDAT)
     wire = b"".join(encoder.feed(block) for block in body.blocks()) + encoder.finish()

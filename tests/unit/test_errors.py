@@ -172,7 +172,6 @@ OLD_HOMES = [
     ("smtpclient.mechanisms", "SASLError"),
     ("smtpclient.compat", "ReplyTimeoutError"),
     ("smtpclient.compat", "ReplyTooLargeError"),
-    ("smtpclient.compat._wire", "ReplyTimeoutError"),
     ("smtpclient.demo", "DemoUnavailable"),
     ("smtpclient.cli.common", "CommandError"),
     ("smtpclient", "SMTPClientError"),

@@ -70,12 +70,7 @@ def one_shot() -> Iterator[bytes]:
         (b"\xe9\r\n", POSTFIX, {}, b"MAIL FROM:<a@example.com> BODY=8BITMIME SIZE=3\r\n"),
         # A one-shot iterable: the caller's declarations, or 8BITMIME to be safe.
         (one_shot, POSTFIX, {}, b"MAIL FROM:<a@example.com> BODY=8BITMIME\r\n"),
-        (
-            one_shot,
-            POSTFIX,
-            {"size": 99, "eight_bit": False},
-            b"MAIL FROM:<a@example.com> SIZE=99\r\n",
-        ),
+        (one_shot, POSTFIX, {"size": 99, "eight_bit": False}, b"MAIL FROM:<a@example.com> SIZE=99\r\n"),
         # A UTF-8 local part asks for SMTPUTF8 (RFC 6531 §3.4) ...
         (
             b"x\r\n",
@@ -139,11 +134,7 @@ def test_requiretls_over_verified_tls() -> None:
             {},
             b"RCPT TO:<b@example.com> NOTIFY=SUCCESS,FAILURE\r\n",
         ),
-        (
-            "b@example.com",
-            {"dsn": DSN(notify="never")},
-            b"RCPT TO:<b@example.com> NOTIFY=NEVER\r\n",
-        ),
+        ("b@example.com", {"dsn": DSN(notify="never")}, b"RCPT TO:<b@example.com> NOTIFY=NEVER\r\n"),
         # The recipient's own NOTIFY wins over the message's default.
         (
             Recipient("b@example.com", notify=("DELAY",)),
@@ -219,13 +210,7 @@ def test_framing(keywords: tuple[str, ...], kwargs: dict[str, object], framing: 
     ("data", "keywords", "kwargs", "error", "match"),
     [
         (b"\xe9\r\n", ("PIPELINING", "SIZE"), {}, ExtensionNotSupported, "8BITMIME"),
-        (
-            b"x\r\n",
-            ("8BITMIME",),
-            {"sender": "jörg@example.com"},
-            ExtensionNotSupported,
-            "SMTPUTF8",
-        ),
+        (b"x\r\n", ("8BITMIME",), {"sender": "jörg@example.com"}, ExtensionNotSupported, "SMTPUTF8"),
         (b"x\r\n", ("8BITMIME",), {"smtputf8": True}, ExtensionNotSupported, "SMTPUTF8"),
         (b"x\r\n" * 334, POSTFIX, {}, MessageTooLarge, "1002 octets.*at most 1000"),
         (b"x" * 999, ("SIZE",), {}, MessageContentError, "line of 999 octets"),
@@ -240,13 +225,7 @@ def test_framing(keywords: tuple[str, ...], kwargs: dict[str, object], framing: 
             TLSRequiredError,
             "verified",
         ),
-        (
-            b"x\r\n",
-            POSTFIX,
-            {"requiretls": True, "tls": VERIFIED},
-            ExtensionNotSupported,
-            "REQUIRETLS",
-        ),
+        (b"x\r\n", POSTFIX, {"requiretls": True, "tls": VERIFIED}, ExtensionNotSupported, "REQUIRETLS"),
         (b"x\r\n", POSTFIX, {"sender": "a@b@"}, InvalidAddressError, "malformed"),
         (b"x\r\n", POSTFIX, {"recipients": ["b@exa mple.com"]}, InvalidAddressError, "malformed"),
         (b"x\r\n", POSTFIX, {"mail_options": ["X=a\r\nRSET"]}, InvalidArgumentError, "control"),
