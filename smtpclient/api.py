@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 from smtpclient.body import BodySource
 from smtpclient.credentials import Credentials, login_credentials
 from smtpclient.envelope import DSN
+from smtpclient.errors import InsecureAuthError
 from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
 from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.results import SendResult
+from smtpclient.server import naming_the_call
 from smtpclient.session import Session
 from smtpclient.session.budget import overall
 from smtpclient.timeouts import Timeouts
@@ -109,7 +111,10 @@ def send(
     # One total for the whole call: connect, AUTH and the send (not per step).
     with overall(options.timeouts.total), Session.open(options) as session:
         if credentials is not None:
-            session.authenticate(credentials, mechanism=options.auth_mechanism)
+            try:
+                session.authenticate(credentials, mechanism=options.auth_mechanism)
+            except InsecureAuthError as exc:
+                raise naming_the_call(exc, "smtpclient.send()") from None
         if isinstance(message, Message):
             return session.send_message(
                 message,

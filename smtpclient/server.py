@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smtpclient.credentials import Credentials, CredentialsProvider, OAuth2, Password
+from smtpclient.errors import InsecureAuthError
 from smtpclient.options import DEFAULT_MAX_RECIPIENTS, ConnectOptions
 from smtpclient.protocol.reply import ReplyLimits
 from smtpclient.session import Session
@@ -219,10 +220,19 @@ class ServerSettings:
             return session
         try:
             session.authenticate(self.credentials, mechanism=self.auth_mechanism)
-        except BaseException:
+        except BaseException as exc:
             if session.usable:
                 session.quit()
             else:
                 session.close()
+            if isinstance(exc, InsecureAuthError):
+                raise naming_the_call(exc, "Mailer(...) (or ServerSettings)") from None
             raise
         return session
+
+
+def naming_the_call(exc: InsecureAuthError, call: str) -> InsecureAuthError:
+    """*exc* with its advice naming *call* -- the call the user made, where
+    ``allow_insecure_auth=True`` goes -- instead of ``Session.connect()``."""
+    text = str(exc).replace("to Session.connect()", f"to {call}")
+    return InsecureAuthError(text, stage=exc.stage, host=exc.host)

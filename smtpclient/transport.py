@@ -193,6 +193,9 @@ class Transport:
                 continue
             return cls(sock, host)
         summary = "; ".join(errors) or "no address"
+        for same in (f"{host}:{port}: ", f"[{host}]:{port}: "):
+            if len(errors) == 1 and errors[0].startswith(same):
+                summary = errors[0].removeprefix(same)  # the message names it already
         if errors and timeouts == len(errors):
             raise SMTPTimeoutError(
                 f"connecting to {host} port {port} timed out: {summary}",

@@ -8,7 +8,8 @@ The words are the same everywhere in the CLI:
 * ``deferred`` -- a transient failure (4xx, timeout, no connection): retry later.
 * ``unknown`` -- the connection failed after the final ".": it may have arrived.
 * ``invalid`` -- the input for this recipient was wrong; nothing was sent.
-* ``not sent`` -- never attempted (``--bulk`` interrupted with Ctrl-C).
+* ``not sent`` -- never attempted: AUTH was refused before sending (the
+  connection is not verified TLS) or failed, or ``--bulk`` was interrupted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from smtpclient.cli.common import (
     combine,
     exit_code_for,
 )
-from smtpclient.errors import RecipientsRefused, SMTPClientError
+from smtpclient.errors import (
+    AuthenticationFailed,
+    InsecureAuthError,
+    RecipientsRefused,
+    SMTPClientError,
+)
 from smtpclient.errors import safe_text as _safe
 from smtpclient.protocol.reply import Reply
 from smtpclient.report import Status
@@ -93,6 +99,11 @@ def from_result(result: SendResult) -> list[Outcome]:
 def _from_exception(recipient: str, exc: BaseException) -> Outcome:
     text = _safe(str(exc), 300)
     code = exit_code_for(exc)
+    if isinstance(exc, InsecureAuthError):
+        # Nothing reached the server: we declined to send the password.
+        return Outcome(recipient, "not sent", f"login not attempted: {text}", code)
+    if isinstance(exc, AuthenticationFailed):
+        return Outcome(recipient, "not sent", f"login failed: {text}", code)
     if isinstance(exc, SMTPClientError) and exc.outcome_unknown:
         return Outcome(recipient, "unknown", text, EX_TEMPFAIL)
     if code == EX_TEMPFAIL:

@@ -177,8 +177,9 @@ def encode_address(address: str, *, utf8: bool = False, allow_empty: bool = Fals
 
     Accepts ``user@example.com`` or ``<user@example.com>``.  An obsolete
     source route (``<@a,@b:user@c>``, RFC 5321 §4.1.4) is dropped, never sent.
-    ``allow_empty`` permits the null reverse path ``<>`` (MAIL FROM only);
-    ``Postmaster`` alone is accepted as a recipient (§4.1.1.3).
+    ``allow_empty`` permits the null reverse path ``<>`` (MAIL FROM only).
+    A bare local part (``root``, ``Postmaster``) is sent as given, for the
+    server to qualify; direct delivery refuses it (no domain to route to).
 
     Raises:
         InvalidAddressError: control characters, a malformed address, or a
@@ -207,6 +208,10 @@ def _encode_address(address: str, utf8: bool, allow_empty: bool) -> str:
         return address
     if any(ch in address for ch in "<>") or address != address.strip():
         raise InvalidAddressError(f"malformed address: {address!r}")
+    if "@" not in address or _QUOTED.fullmatch(address):
+        # An unqualified local part ("root"): a submission server qualifies
+        # it (Postfix's append_at_myorigin), as smtplib and Django rely on.
+        return _encode_local_part(address, utf8=utf8)
     local, domain = _split_address(address)
     return f"{_encode_local_part(local, utf8=utf8)}@{normalise_domain(domain, utf8=utf8)}"
 

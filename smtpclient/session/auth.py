@@ -211,5 +211,5 @@ def _insecure_reason(
         fix = "pass ssl_context= with the CA that signed it"
     return (
         f"refusing to send credentials: {why}; {fix}, or pass allow_insecure_auth=True "
-        "to connect() if you accept the risk"
+        "to Session.connect() if you accept the risk"
     )

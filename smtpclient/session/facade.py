@@ -226,7 +226,7 @@ class Session:
 
         Raises:
             InsecureAuthError: the session is not verified TLS (pass
-                ``allow_insecure_auth=True`` to connect() to allow it).
+                ``allow_insecure_auth=True`` to Session.connect() to allow it).
             ExtensionNotSupported: the server offers no usable mechanism.
             AuthenticationFailed: 535, the credentials were refused.
             AuthenticationError: another refusal (transient or permanent).

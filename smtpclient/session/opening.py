@@ -223,9 +223,12 @@ def start_tls_now(
     context: ssl.SSLContext,
     server_hostname: str | None,
     verify_error: str | None = None,
+    *,
+    stage: Stage = Stage.STARTTLS,
 ) -> TLSInfo:
     """Handshake now (implicit TLS, or after a 220 to STARTTLS); return what
     it produced (*verify_error*: why an earlier attempt did not verify).
+    *stage* names the step in errors and picks the deadline.
 
     Raises:
         ValueError: the context checks host names but there is no name.
@@ -233,7 +236,7 @@ def start_tls_now(
     """
     if context.check_hostname and not server_hostname:
         raise ValueError("this ssl_context checks host names: pass server_hostname=")
-    info = channel.transport.start_tls(context, server_hostname, channel.deadline(Stage.STARTTLS))
+    info = channel.transport.start_tls(context, server_hostname, channel.deadline(stage))
     if not info.verified and verify_error is not None:
         info = dataclasses.replace(info, verify_error=verify_error)
     return info
@@ -243,7 +246,11 @@ def _handshake_now(
     channel: Channel, options: ConnectOptions, context: ssl.SSLContext, attempt: _Attempt
 ) -> TLSInfo:
     attempt.handshake_started = True
-    return start_tls_now(channel, context, options.server_hostname, attempt.verify_error)
+    # TLS from the first byte is part of connecting (RFC 8314): its
+    # failures say stage=connect, not starttls.
+    return start_tls_now(
+        channel, context, options.server_hostname, attempt.verify_error, stage=Stage.CONNECT
+    )
 
 
 def _starttls(

@@ -214,6 +214,32 @@ def test_no_server_fails_loudly_or_silently() -> None:
             send_mail("s", "b", "a@example.test", ["b@example.test"])
 
 
+def test_open_checks_a_pooled_connection_and_reports_failure(server: MeteredAiosmtpd) -> None:
+    with at(server.port):
+        backend = get_connection()
+        assert backend.open() is True  # a new pooled connection
+        assert backend.open() is False  # the idle one, healthy
+        backend.close()  # closes nothing: the pool outlives the backend
+        assert get_connection().open() is False
+    assert server.meter.total == 1
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with at(port):
+        with pytest.raises(ConnectionError):
+            get_connection().open()
+        assert get_connection(fail_silently=True).open() is None
+
+
+def test_unqualified_sender_and_recipients_go_out_as_given(server: MeteredAiosmtpd) -> None:
+    # Django's own suite sends "tester" -> "django" (#15042); smtplib does too.
+    with at(server.port):
+        assert send_mail("s", "b", "tester", ["django"]) == 1
+        with pytest.raises(ValueError, match="Invalid address"):
+            send_mail("s", "b", "tester", ["bad local"])
+    assert [(m.mail_from, m.rcpt_tos) for m in server.messages] == [("tester", ["django"])]
+
+
 def test_a_forked_worker_opens_its_own_connection(server: MeteredAiosmtpd) -> None:
     """gunicorn --preload: the parent sent (and pooled a connection) before forking."""
     with at(server.port):

@@ -31,6 +31,12 @@ from smtpclient.protocol import commands
         ("john..doe@example.com", False, '"john..doe"@example.com'),  # quoted, not refused
         ("<@relay.example,@other.example:user@example.com>", False, "user@example.com"),
         ("Postmaster", False, "Postmaster"),
+        # Unqualified local parts go out as given: the submission server qualifies them.
+        ("tester", False, "tester"),
+        ("<root>", False, "root"),
+        ("first.last", False, "first.last"),
+        ('"john doe"', False, '"john doe"'),
+        ("j\u00f6rg", True, "j\u00f6rg"),
         ("under_score@my_host.example.com", False, "under_score@my_host.example.com"),
         # Over-long paths are the server's call (SRS/VERP senders exceed 64).
         ("SRS0=" + "x" * 80 + "@example.com", False, "SRS0=" + "x" * 80 + "@example.com"),
@@ -50,7 +56,10 @@ def test_addresses(address: str, utf8: bool, wire: str) -> None:
         "user@example.com\x7f",
         "user@example.com\x85",  # C1 control (NEL)
         '"a\rb"@example.com',  # control characters inside a quoted local part too
-        "noatsign",
+        "bad local",  # an unqualified local part still has to be well-formed
+        "te\rster",
+        "j\u00f6rg",  # non-ASCII local part without SMTPUTF8, no domain
+        "a(b)",
         "@example.com",
         "user@",
         "user@.example.com",
