@@ -366,3 +366,13 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         data, names = message_bytes(message)
         check_message_header(data, names)  # no header line the message lacks
         return sender, rcpts, data
+
+
+def __getattr__(name: str) -> object:
+    """``CeleryEmailBackend`` (queues instead of sending) is importable from
+    here too, loaded on first use so the plain backend never needs Celery."""
+    if name == "CeleryEmailBackend":
+        from smtpclient.contrib.celery_django import CeleryEmailBackend  # noqa: PLC0415
+
+        return CeleryEmailBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

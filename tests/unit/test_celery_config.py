@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
+import smtpclient.contrib.django as backends
 from smtpclient import TLSMode
 from smtpclient.contrib.celery import mailer_options
+from smtpclient.contrib.celery_django import CeleryEmailBackend
 from smtpclient.ratelimit import RateLimit
 
 
@@ -54,3 +56,9 @@ def test_ca_file_trusts_that_ca(tmp_path: Any) -> None:
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert len(context.get_ca_certs()) == 1  # only that CA, not certifi's as well
+
+
+def test_the_queueing_backend_is_importable_from_the_django_module() -> None:
+    assert backends.CeleryEmailBackend is CeleryEmailBackend
+    with pytest.raises(AttributeError):
+        backends.NoSuchBackend  # noqa: B018
