@@ -53,6 +53,7 @@ __all__ = [
     "TransientDNSError",
     "address_literal",
     "ascii_name",
+    "ask_for_dnssec",
     "dns_error",
     "query",
 ]
@@ -235,3 +236,10 @@ def records_from(name: str, rdtype: str, answer: Any) -> Records:
     else:
         values = tuple(str(rd.address) for rd in rrset)
     return Records(canonical, values)
+
+
+def ask_for_dnssec(resolver: dns.resolver.Resolver) -> None:
+    """Ask *resolver* for validated answers: a resolver sets AD only when the
+    query has DO or AD (RFC 6840 §5.7); dnspython sets neither by default."""
+    resolver.use_edns(0, dns.flags.DO, 1232)
+    resolver.flags = dns.flags.RD | dns.flags.AD

@@ -22,11 +22,9 @@ SERVFAIL, REFUSED, no servers  transient   ``TransientDNSError``, 451 4.4.3
 no answer within ``lifetime``  transient   ``DNSTimeoutError``, 451 4.4.3
 =============================  ==========  =====================================
 
-The replies are made locally (``Reply.build``) so that a delivery report
-can give every failure a code and an enhanced status code.  One ``lifetime``
-bounds all the queries of one ``mail_hosts`` call together, and at most
-``MAX_QUERIES`` queries are sent for it: MX hosts are looked up in
-preference order only until ``max_addresses`` allowed addresses are found.
+Replies are made locally (``Reply.build``) so a report has codes for every
+failure.  One ``lifetime`` and at most ``MAX_QUERIES`` queries bound one
+``mail_hosts`` call: hosts are looked up until ``max_addresses`` are found.
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dns.exception
-import dns.flags
 import dns.resolver
 
 from smtpclient.dnscache import DNSCache
@@ -57,6 +54,7 @@ from smtpclient.dnslookup import (
     TransientDNSError,
     address_literal,
     ascii_name,
+    ask_for_dnssec,
     dns_error,
     query,
 )
@@ -98,11 +96,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LIFETIME = 30.0  # Timeouts.mta().dns
 
 
-# --- lookups --------------------------------------------------------------------------
-
-# Hard cap on the queries one mail_hosts() call may send (cache hits are
-# free): the MX query, then A/AAAA for at most a dozen hosts.  A domain with
-# 500 MX records costs no more than this (issue: DNS amplification).
+# Hard cap on the queries of one mail_hosts() call (cache hits are free): the
+# MX query, then A/AAAA for at most a dozen hosts, however many MX records.
 MAX_QUERIES = 25
 
 
@@ -133,9 +128,8 @@ class Resolver:
         prefer: the family tried first when both are there: "ipv6"
             (RFC 8305's default) or "ipv4".
         max_addresses: at most this many targets from ``targets()``
-            (Postfix's ``smtp_mx_address_limit``, default 5; 0: no limit).
-            MX hosts are looked up in order only until this many addresses
-            are found.
+            (Postfix's ``smtp_mx_address_limit``, default 5; 0: no limit);
+            MX hosts are looked up only until this many are found.
         local_names: our own host names: an MX list naming one of them is
             cut at its preference (RFC 5321 §5.1 loop prevention).
         rng: the ``random.Random`` that orders equal preferences (seed it
@@ -148,9 +142,8 @@ class Resolver:
         dnssec: trust the nameservers to validate DNSSEC: queries ask for
             it (EDNS DO and AD) and the AD bit of their answers marks them
             secure (``Records.secure``), which enables DANE (RFC 7672) in
-            direct delivery.  Only for a validating resolver you run or
-            reach over a trusted path (e.g. Unbound on 127.0.0.1); never
-            share its *cache* with a resolver that does not validate.
+            direct delivery.  Only for a validating resolver reached over a
+            trusted path (e.g. Unbound on 127.0.0.1); never share its *cache*.
 
     Raises:
         ValueError: conflicting or out-of-range arguments.
@@ -199,7 +192,7 @@ class Resolver:
             self._dns.port = port
         self.dnssec = bool(dnssec)
         if self._dns is not None and self.dnssec:
-            _ask_for_dnssec(self._dns)
+            ask_for_dnssec(self._dns)
 
     # --- public ------------------------------------------------------------------------
 
@@ -472,7 +465,7 @@ class Resolver:
                 try:
                     self._dns = dns.resolver.Resolver()
                     if self.dnssec:
-                        _ask_for_dnssec(self._dns)
+                        ask_for_dnssec(self._dns)
                 except (dns.exception.DNSException, OSError) as exc:
                     raise dns_error(
                         TransientDNSError,
@@ -487,13 +480,6 @@ class Resolver:
         servers = getattr(self._dns, "nameservers", None) or "system"
         dnssec = " dnssec" if self.dnssec else ""
         return f"<Resolver nameservers={servers} family={self.family} prefer={self.prefer}{dnssec}>"
-
-
-def _ask_for_dnssec(resolver: dns.resolver.Resolver) -> None:
-    """Ask for validated answers: a resolver sets AD only when the query
-    has DO or AD (RFC 6840 §5.7); dnspython sets neither by default."""
-    resolver.use_edns(0, dns.flags.DO, 1232)
-    resolver.flags = dns.flags.RD | dns.flags.AD
 
 
 _default: list[Resolver] = []
