@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import smtplib
 import ssl
 from collections.abc import Iterable
 from email.errors import HeaderParseError
@@ -64,14 +65,21 @@ from smtpclient.contrib.djangoversions import (
     warn_direct_construction,
 )
 from smtpclient.contrib.shared import MailerRegistry, settings_key
-from smtpclient.errors import SMTPClientError
+from smtpclient.errors import ReplyTimeoutError, SMTPClientError, SMTPTimeoutError
 from smtpclient.headercheck import check_message_header
 from smtpclient.mailer import Mailer
+from smtpclient.protocol.state import Stage
 from smtpclient.results import SendResult
 from smtpclient.timeouts import Timeouts
 from smtpclient.tls import TLSMode, verifying_context
 
-__all__ = ["EmailBackend", "close_shared_mailers", "mailer_options", "shared_mailer"]
+__all__ = [
+    "EmailBackend",
+    "as_smtplib_would",
+    "close_shared_mailers",
+    "mailer_options",
+    "shared_mailer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +187,27 @@ def shared_mailer(
 def close_shared_mailers(timeout: float | None = 30.0) -> None:
     """Close every shared Mailer (QUIT to each pooled connection)."""
     _REGISTRY.close_all(timeout)
+
+
+def as_smtplib_would(exc: BaseException) -> BaseException:
+    """*exc*, or for a reply that timed out a ``ReplyTimeoutError`` twin.
+
+    Django's own backend (smtplib) raises ``SMTPServerDisconnected`` when a
+    reply does not come in time; code written for it catches that.  The
+    twin is both that and our ``SMTPTimeoutError`` (a ``TimeoutError``),
+    with the same evidence.  Connect timeouts stay as they are: smtplib
+    raises a plain ``TimeoutError`` for those too.
+    """
+    if (
+        isinstance(exc, SMTPTimeoutError)
+        and not isinstance(exc, smtplib.SMTPServerDisconnected)
+        and exc.stage not in (Stage.DNS, Stage.CONNECT)
+    ):
+        twin = ReplyTimeoutError(exc.message)
+        twin.__dict__.update(exc.__dict__)
+        twin.__cause__ = exc
+        return twin
+    return exc
 
 
 class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
@@ -314,16 +343,16 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             return 0
         try:
             outcomes = self.mailer.send_many(items)
-        except SMTPClientError:
+        except SMTPClientError as exc:
             if self.fail_silently:
                 return 0
-            raise
+            raise as_smtplib_would(exc) from exc.__cause__
         failures = [o for o in outcomes if isinstance(o, Exception)]
         usage = [o for o in failures if not isinstance(o, SMTPClientError)]
         if usage:
             raise usage[0]  # a mistake in the message, never silenced (as in Django)
         if failures and not self.fail_silently:
-            raise failures[0]
+            raise as_smtplib_would(failures[0])
         return sum(isinstance(o, SendResult) for o in outcomes)
 
     def prep_address(self, address: Any, force_ascii: bool = True) -> str:

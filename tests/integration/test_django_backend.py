@@ -27,6 +27,7 @@ import trustme
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection, send_mail, send_mass_mail
 from servers.metering import MeteredAiosmtpd, message_id
+from servers.scripted import Conn, ScriptedServer, greet_and_ehlo
 
 from smtpclient import SendResult
 from smtpclient.contrib.django import EmailBackend, close_shared_mailers
@@ -35,6 +36,7 @@ from smtpclient.errors import (
     ConnectError,
     PermanentRecipientsRefused,
     SMTPClientError,
+    SMTPTimeoutError,
     TLSRequiredError,
 )
 
@@ -212,6 +214,24 @@ def test_no_server_fails_loudly_or_silently() -> None:
         assert send_mail("s", "b", "a@example.test", ["b@example.test"], fail_silently=True) == 0
         with pytest.raises(ConnectError):
             send_mail("s", "b", "a@example.test", ["b@example.test"])
+
+
+def _silent_after_mail(conn: Conn) -> None:
+    greet_and_ehlo(conn, ())
+    conn.expect(b"MAIL")
+    conn.stall(30)  # never answers MAIL
+
+
+def test_a_reply_timeout_is_what_djangos_own_backend_raises() -> None:
+    # Django's SMTP backend (smtplib) raises SMTPServerDisconnected when a
+    # reply does not come; handler code written for it must catch ours too.
+    with ScriptedServer(_silent_after_mail) as silent, at(silent.port, EMAIL_TIMEOUT=1):
+        with pytest.raises(smtplib.SMTPServerDisconnected) as caught:
+            send_mail("s", "b", "a@example.test", ["b@example.test"])
+        assert isinstance(caught.value, SMTPTimeoutError)
+        assert isinstance(caught.value, TimeoutError)
+        assert caught.value.stage is not None and str(caught.value.stage) == "mail"
+        assert send_mail("s", "b", "a@example.test", ["b@example.test"], fail_silently=True) == 0
 
 
 def test_open_checks_a_pooled_connection_and_reports_failure(server: MeteredAiosmtpd) -> None:
