@@ -20,13 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import struct
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -34,7 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.contenders import Spec
-from benchmarks.sink import CLIENT_CPU, SERVER_CPU, pinned
+from benchmarks.mta import discarded, on_server_cpu, wait_discarded
+from benchmarks.sink import CLIENT_CPU, pinned
+from benchmarks.wire import Capture
 
 if TYPE_CHECKING:
     from benchmarks.runner import Outcome
@@ -60,19 +57,10 @@ class PlainPostfix:
 
     def delivered(self) -> int:
         """Recipients Postfix has handed to its discard transport so far."""
-        return sum(
-            1
-            for line in self.postfix.maillog().splitlines()
-            if "/discard[" in line and " status=sent " in line
-        )
+        return discarded(self.postfix)
 
     def wait_delivered(self, expected: int, timeout: float = 120.0) -> int:
-        deadline = time.monotonic() + timeout
-        while True:
-            seen = self.delivered()
-            if seen >= expected or time.monotonic() > deadline:
-                return seen
-            time.sleep(0.2)
+        return wait_discarded(self.postfix, expected, timeout)
 
 
 @contextlib.contextmanager
@@ -82,15 +70,8 @@ def plain_postfix() -> Iterator[PlainPostfix]:
         sys.path.insert(0, str(_TESTS))
     from servers.postfix import PostfixServer  # noqa: PLC0415 (imported only where needed)
 
-    saved_affinity, saved_tmp = os.sched_getaffinity(0), tempfile.tempdir
-    os.sched_setaffinity(0, {SERVER_CPU})  # Postfix's processes inherit the mask
-    if Path("/dev/shm").is_dir():
-        tempfile.tempdir = "/dev/shm"
-    try:
+    with on_server_cpu():
         postfix = PostfixServer(discard=True).start()
-    finally:
-        os.sched_setaffinity(0, saved_affinity)
-        tempfile.tempdir = saved_tmp
     try:
         yield PlainPostfix(postfix.port, postfix)
     finally:
@@ -123,44 +104,6 @@ def ceiling(direct: Outcome, delayed: Outcome) -> dict[str, float] | None:
 
 # --- on the wire -----------------------------------------------------------------------------
 
-_ETH_P_IP = 0x0800
-_PACKET_HOST = 0
-
-
-class _Capture:
-    """Client -> *port* TCP payloads seen on lo."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.segments: list[bytes] = []
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(_ETH_P_IP))
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-        self._sock.bind(("lo", _ETH_P_IP))
-        self._sock.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                packet, address = self._sock.recvfrom(65536 + 256)
-            except TimeoutError:
-                continue
-            if address[2] != _PACKET_HOST or packet[9] != socket.IPPROTO_TCP:
-                continue
-            tcp = packet[(packet[0] & 0x0F) * 4 :]
-            _, destination = struct.unpack("!HH", tcp[:4])
-            payload = tcp[(tcp[12] >> 4) * 4 :]
-            if destination == self.port and payload:
-                self.segments.append(payload)
-
-    def stop(self) -> list[bytes]:
-        self._stop.set()
-        self._thread.join()
-        self._sock.close()
-        return self.segments
-
 
 def wire_check(port: int, body: Path, messages: int = 50) -> str:
     """Send *messages* with ``sendmail`` to *port* (the proxy) and describe
@@ -169,7 +112,7 @@ def wire_check(port: int, body: Path, messages: int = 50) -> str:
     Raises:
         PermissionError: no packet socket (not root).
     """
-    capture = _Capture(port)
+    capture = Capture(port)
     spec = Spec(
         contender="smtpclient-sendmail",
         host="127.0.0.1",

@@ -39,19 +39,45 @@ class MTA:
 
     def delivered(self) -> int:
         """Recipients Postfix has handed to its discard transport so far."""
-        return sum(
-            1
-            for line in self.postfix.maillog().splitlines()
-            if "/discard[" in line and " status=sent " in line
-        )
+        return discarded(self.postfix)
 
     def wait_for(self, expected: int, timeout: float = 60.0) -> int:
-        deadline = time.monotonic() + timeout
-        while True:
-            seen = self.delivered()
-            if seen >= expected or time.monotonic() > deadline:
-                return seen
-            time.sleep(0.2)
+        return wait_discarded(self.postfix, expected, timeout)
+
+
+def discarded(postfix: Any) -> int:
+    """Recipients *postfix* has handed to its discard transport so far."""
+    return sum(
+        1
+        for line in postfix.maillog().splitlines()
+        if "/discard[" in line and " status=sent " in line
+    )
+
+
+def wait_discarded(postfix: Any, expected: int, timeout: float) -> int:
+    """``discarded()`` once it reaches *expected*, or when *timeout* passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = discarded(postfix)
+        if seen >= expected or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def on_server_cpu() -> Iterator[None]:
+    """Start servers inside this block: their processes inherit the server
+    CPU's affinity mask, and their queues go to /dev/shm when there is one."""
+    saved_affinity, saved_tmp = os.sched_getaffinity(0), tempfile.tempdir
+    # Children inherit the CPU mask of the thread that starts them.
+    os.sched_setaffinity(0, {SERVER_CPU})
+    if Path("/dev/shm").is_dir():
+        tempfile.tempdir = "/dev/shm"
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved_affinity)
+        tempfile.tempdir = saved_tmp
 
 
 @contextlib.contextmanager
@@ -62,24 +88,17 @@ def postfix_tls_sasl() -> Iterator[MTA]:
     from servers.dovecot import DovecotServer  # noqa: PLC0415 (imported only where needed)
     from servers.postfix import PostfixServer  # noqa: PLC0415 (imported only where needed)
 
-    saved_affinity, saved_tmp = os.sched_getaffinity(0), tempfile.tempdir
-    # Children inherit the CPU mask of the thread that starts them.
-    os.sched_setaffinity(0, {SERVER_CPU})
-    if Path("/dev/shm").is_dir():
-        tempfile.tempdir = "/dev/shm"
     dovecot = postfix = None
     try:
-        dovecot = DovecotServer().start()
-        postfix = PostfixServer(
-            tls=True, sasl=True, discard=True, dovecot_auth_socket=dovecot.auth_socket
-        ).start()
+        with on_server_cpu():
+            dovecot = DovecotServer().start()
+            postfix = PostfixServer(
+                tls=True, sasl=True, discard=True, dovecot_auth_socket=dovecot.auth_socket
+            ).start()
     except BaseException:
         if dovecot is not None:
             dovecot.stop()
         raise
-    finally:
-        os.sched_setaffinity(0, saved_affinity)
-        tempfile.tempdir = saved_tmp
     try:
         assert postfix.certs is not None
         yield MTA(

@@ -48,7 +48,9 @@ class WireCheck:
         )
 
 
-class _Capture:
+class Capture:
+    """Client -> *port* TCP payloads seen on lo (a packet socket: needs root)."""
+
     def __init__(self, port: int) -> None:
         self.port = port
         self.segments: list[bytes] = []
@@ -109,7 +111,7 @@ def check_groups(body: Path, messages: int = 50, recipients: int = 10) -> list[W
     checks = []
     with Sink() as sink:
         for contender in ("smtpclient-sendmail", "smtpclient-send_many"):
-            capture = _Capture(sink.port)
+            capture = Capture(sink.port)
             spec = Spec(
                 contender=contender,
                 host="127.0.0.1",
