@@ -14,25 +14,14 @@ from __future__ import annotations
 import email.utils
 import functools
 import re
-import unicodedata
 
 from smtpclient.errors import InvalidAddressError
 from smtpclient.errors.compat import AddressNeedsSMTPUTF8
-from smtpclient.protocol.commands import encode_address
+from smtpclient.protocol.commands import check_text, encode_address
 
 __all__ = ["path"]
 
 _QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-# Cc (controls), Cf (format: bidi overrides, zero-width ...), line and paragraph separators.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
-
-
-def _refuse_controls(address: str) -> None:
-    for char in address:
-        category = unicodedata.category(char)
-        if not char.isprintable() and category in _REFUSED_CATEGORIES:
-            kind = "control character" if category == "Cc" else "format character"
-            raise InvalidAddressError(f"address contains a {kind} {char!r}: {address[:80]!r}")
 
 
 def _refuse_lists(address: str) -> None:
@@ -49,7 +38,8 @@ def path(address: str, *, utf8: bool = False, sender: bool = False) -> str:
 
     Accepts what ``smtplib.quoteaddr`` accepts: ``"Name <user@host>"``,
     ``user@host``, ``<user@host>``, ``<>`` (the null sender) and a bare
-    local part (``tester``, sent as ``<tester>`` the way smtplib does).
+    local part (``tester``, sent as ``<tester>`` as smtplib and the native
+    API do).
 
     Raises:
         TypeError: *address* is not a str.
@@ -69,7 +59,9 @@ def path(address: str, *, utf8: bool = False, sender: bool = False) -> str:
 # Errors are not cached; they are raised again.
 @functools.lru_cache(maxsize=4096)
 def _path(address: str, utf8: bool, sender: bool) -> str:
-    _refuse_controls(address)
+    # The engine's rule, on the whole text: parseaddr below may drop a
+    # display name (and what it holds) before encode_address sees it.
+    check_text(address, "address", InvalidAddressError)
     if address.strip() == "<>":
         if sender:
             return "<>"
@@ -88,8 +80,4 @@ def _path(address: str, utf8: bool, sender: bool) -> str:
     local = bare[: bare.rfind("@")] if "@" in bare else bare
     if not utf8 and not local.isascii():
         raise AddressNeedsSMTPUTF8(candidate)
-    if "@" not in bare and bare and bare.lower() != "postmaster":
-        # A bare local part, as smtplib sends it: its syntax checked as a local part.
-        encode_address(f"{bare}@localhost", utf8=utf8)
-        return f"<{bare}>"
     return f"<{encode_address(candidate, utf8=utf8, allow_empty=sender)}>"
