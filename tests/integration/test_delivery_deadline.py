@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from servers.knot import KnotServer
@@ -133,6 +134,15 @@ def timed(call: Callable[[], DeliveryReport]) -> tuple[DeliveryReport, float]:
     return report, time.monotonic() - started
 
 
+def deliver_timed(
+    resolver: Resolver, port: int, *recipients: str, **options: Any
+) -> tuple[DeliveryReport, float]:
+    """``deliver()`` to the loopback test hosts, timed: no MTA-STS and the
+    test's ``DEADLINE`` unless *options* say otherwise."""
+    options = {"target_policy": "any", "mta_sts": False, "deadline": DEADLINE, **options}
+    return timed(lambda: deliver(message(*recipients), resolver=resolver, port=port, **options))
+
+
 def assert_deferred_by_the_budget(report: DeliveryReport, *recipients: str) -> None:
     assert [outcome.recipient for outcome in report] == list(recipients)  # none lost
     for recipient in recipients:
@@ -155,16 +165,12 @@ def test_a_dripped_greeting_uses_up_the_deadline_and_nothing_more_starts(
         at("127.0.0.249", normal),
     )
     with on_one_port(*servers) as (port, (first, second, other)):
-        report, took = timed(
-            lambda: deliver(
-                message(slow, later),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts=False,
-                max_workers=1,  # ok.budget.test waits for greet.budget.test
-                deadline=DEADLINE,
-            )
+        report, took = deliver_timed(
+            resolver,
+            port,
+            slow,
+            later,
+            max_workers=1,  # ok.budget.test waits for greet.budget.test
         )
         assert first.connections == 1
         # The budget ran out on the first host: neither the next MX host nor
@@ -181,16 +187,7 @@ def test_a_dripped_ehlo_is_cut_by_the_deadline(resolver: Resolver) -> None:
         port,
         (first, second),
     ):
-        report, took = timed(
-            lambda: deliver(
-                message(rcpt),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts=False,
-                deadline=DEADLINE,
-            )
-        )
+        report, took = deliver_timed(resolver, port, rcpt)
         assert first.connections == 1 and second.connections == 0
     assert took < DEADLINE + SLACK
     assert_deferred_by_the_budget(report, rcpt)
@@ -212,16 +209,7 @@ def test_a_stalled_tls_handshake_is_not_retried_in_plaintext_past_the_deadline(
         port,
         (first, second),
     ):
-        report, took = timed(
-            lambda: deliver(
-                message(rcpt),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts=False,
-                deadline=DEADLINE,
-            )
-        )
+        report, took = deliver_timed(resolver, port, rcpt)
         assert first.connections == 1 and second.connections == 0
     assert took < DEADLINE + SLACK
     assert_deferred_by_the_budget(report, rcpt)
@@ -230,16 +218,7 @@ def test_a_stalled_tls_handshake_is_not_retried_in_plaintext_past_the_deadline(
 def test_a_dripped_rcpt_reply_defers_before_any_data(resolver: Resolver) -> None:
     recipients = (f"di@rcpt.{B}", f"ed@rcpt.{B}")
     with on_one_port(at("127.0.0.245", dripping_rcpt)) as (port, (server,)):
-        report, took = timed(
-            lambda: deliver(
-                message(*recipients),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts=False,
-                deadline=DEADLINE,
-            )
-        )
+        report, took = deliver_timed(resolver, port, *recipients)
         wire = bytes(server.conns[0].received)
     assert took < DEADLINE + SLACK
     assert b"RCPT TO:<di@rcpt." in wire and b"DATA" not in wire  # never reached the content
@@ -261,16 +240,7 @@ def test_the_reply_to_the_final_dot_is_awaited_past_the_deadline(resolver: Resol
 
     rcpt = f"flo@dot.{B}"
     with on_one_port(at("127.0.0.246", late_reply)) as (port, (server,)):
-        report, took = timed(
-            lambda: deliver(
-                message(rcpt),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts=False,
-                deadline=DEADLINE,
-            )
-        )
+        report, took = deliver_timed(resolver, port, rcpt)
         assert server.connections == 1
     outcome = report[rcpt]
     # Delivered, not deferred: a deferral here would be sent again (a duplicate).
@@ -290,16 +260,7 @@ def test_quit_waits_no_longer_than_the_deadline(resolver: Resolver) -> None:
 
     rcpt = f"lou@ok.{B}"
     with on_one_port(at("127.0.0.249", silent_quit)) as (port, _):
-        report, took = timed(
-            lambda: deliver(
-                message(rcpt),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts=False,
-                deadline=DEADLINE,
-            )
-        )
+        report, took = deliver_timed(resolver, port, rcpt)
     assert (report[rcpt].status, report[rcpt].queue_id) == (Status.DELIVERED, "QUICK")
     assert took < DEADLINE + SLACK
 
@@ -322,16 +283,7 @@ def test_no_second_transaction_starts_after_the_deadline(resolver: Resolver) -> 
 
     recipients = [f"r{n}@dot.{B}" for n in range(101)]
     with on_one_port(at("127.0.0.246", late_first_reply)) as (port, (server,)):
-        report, took = timed(
-            lambda: deliver(
-                message(*recipients),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts=False,
-                deadline=DEADLINE,
-            )
-        )
+        report, took = deliver_timed(resolver, port, *recipients)
         wire = bytes(server.conns[0].received)
     assert wire.count(b"MAIL FROM") == 1
     assert [report[r].status for r in recipients[:100]] == [Status.DELIVERED] * 100
@@ -352,16 +304,7 @@ def test_no_reply_to_the_final_dot_is_unknown_after_the_floor(resolver: Resolver
 
     rcpt = f"gus@dot.{B}"
     with on_one_port(at("127.0.0.246", silent_after_dot)) as (port, _):
-        report, took = timed(
-            lambda: deliver(
-                message(rcpt),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts=False,
-                deadline=DEADLINE,
-            )
-        )
+        report, took = deliver_timed(resolver, port, rcpt)
     outcome = report[rcpt]
     assert outcome.status is Status.UNKNOWN  # may have been delivered: never deferred
     assert isinstance(outcome.error, TimeoutError)
@@ -389,16 +332,13 @@ def test_the_mta_sts_fetch_counts_against_the_deadline(resolver: Resolver) -> No
         port,
         (policy_host, mx),
     ):
-        report, took = timed(
-            lambda: deliver(
-                message(rcpt),
-                resolver=resolver,
-                port=port,
-                target_policy="any",
-                mta_sts_port=port,
-                mta_sts_cache=PolicyCache(),
-                deadline=DEADLINE,
-            )
+        report, took = deliver_timed(
+            resolver,
+            port,
+            rcpt,
+            mta_sts_port=port,
+            mta_sts_cache=PolicyCache(),
+            mta_sts=True,
         )
         assert policy_host.connections == 1  # the fetch was under way
         assert mx.connections == 0  # and used up the budget
@@ -449,15 +389,12 @@ def test_timeouts_total_bounds_each_attempt_and_the_next_host_delivers(
         port,
         (first, second),
     ):
-        report, took = timed(
-            lambda: deliver(
-                message(rcpt),
-                resolver=resolver,
-                port=port,
-                timeouts=per_attempt,
-                target_policy="any",
-                mta_sts=False,
-            )
+        report, took = deliver_timed(
+            resolver,
+            port,
+            rcpt,
+            timeouts=per_attempt,
+            deadline=None,
         )
         assert first.connections == 1 and second.connections == 1
     outcome = report[rcpt]
